@@ -1,0 +1,13 @@
+"""Continuous QA at the scanner: QA log, watch folder, DICOM receiver, trend reports.
+
+The data's way through this subpackage:
+
+``header`` (acquisition fields of a DICOM file, no pixels) ->
+``log`` (SQLite QA log, versioned schema) <- ``ingest`` (score files, record them)
+<- ``watch`` (polled folder) / ``serve`` (DICOM Storage SCP) ; ``log`` ->
+``report`` (series statistics, control charts, drift flags) -> ``chart`` (PNG)
+and ``html`` (self-contained page).
+
+Nothing here is imported by ``deltaiqa_lite`` itself, and pynetdicom is only
+imported inside ``serve``, so the scorer keeps its four dependencies.
+"""

@@ -1,0 +1,498 @@
+"""The QA log: one SQLite file, one row per scored (or refused) slice, a per-series summary.
+
+Why SQLite: stdlib, one file a physicist can copy, readable from any tool, and
+WAL mode lets ``report`` read while ``serve`` or ``watch`` writes.
+
+Schema versioning: ``PRAGMA user_version`` holds the schema version and
+``PRAGMA application_id`` marks the file as a deltaiqa-lite QA log. The schema
+is built only by the ordered steps in ``MIGRATIONS``; opening an older log
+upgrades it in place (each step in its own transaction), opening a newer one
+is refused instead of guessed at.
+
+What is stored: UIDs, acquisition and technique fields, score, class,
+probabilities, model, provider, refusals and their reasons, and (watch only)
+the file path relative to the watched folder. Never patient name, Patient ID
+or birth date; optionally a salted HMAC of Patient ID (``patient_hash``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from deltaiqa_lite.errors import DeltaIQAError
+
+APPLICATION_ID = int.from_bytes(b"DIQA", "big")
+
+
+class QALogError(DeltaIQAError):
+    """The QA log file cannot be opened, is not a QA log, or is too new."""
+
+
+# ---------------------------------------------------------------- migrations
+
+_V1_SLICES = """
+CREATE TABLE slices (
+    id INTEGER PRIMARY KEY,
+    scored_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    file_name TEXT,
+    study_uid TEXT,
+    series_uid TEXT,
+    sop_instance_uid TEXT,
+    frame INTEGER NOT NULL DEFAULT 0,
+    sop_class_uid TEXT,
+    modality TEXT,
+    acquisition_datetime TEXT,
+    station_name TEXT,
+    manufacturer TEXT,
+    model_name TEXT,
+    protocol_name TEXT,
+    series_description TEXT,
+    body_part TEXT,
+    kvp REAL,
+    tube_current_ma REAL,
+    exposure_mas REAL,
+    ctdivol_mgy REAL,
+    kernel TEXT,
+    slice_thickness_mm REAL,
+    reconstruction_diameter_mm REAL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'refused', 'error')),
+    reason TEXT,
+    score REAL,
+    likert INTEGER,
+    label TEXT,
+    p0 REAL, p1 REAL, p2 REAL, p3 REAL, p4 REAL,
+    model TEXT,
+    precision TEXT,
+    provider TEXT
+);
+CREATE UNIQUE INDEX slices_sop_frame ON slices (sop_instance_uid, frame)
+    WHERE sop_instance_uid IS NOT NULL;
+CREATE INDEX slices_series ON slices (series_uid);
+"""
+
+_V2_SERIES_AND_INPUTS = """
+ALTER TABLE slices ADD COLUMN patient_hash TEXT;
+CREATE TABLE series (
+    series_uid TEXT PRIMARY KEY,
+    study_uid TEXT,
+    acquisition_datetime TEXT,
+    first_scored_at TEXT,
+    last_scored_at TEXT,
+    station_name TEXT,
+    manufacturer TEXT,
+    model_name TEXT,
+    protocol_name TEXT,
+    series_description TEXT,
+    body_part TEXT,
+    kernel TEXT,
+    kvp REAL,
+    ctdivol_mgy REAL,
+    slice_thickness_mm REAL,
+    n_slices INTEGER NOT NULL,
+    n_refused INTEGER NOT NULL,
+    n_error INTEGER NOT NULL,
+    score_mean REAL,
+    score_sd REAL,
+    score_min REAL,
+    score_max REAL,
+    model TEXT,
+    precision TEXT,
+    patient_hash TEXT
+);
+CREATE INDEX series_time ON series (acquisition_datetime);
+CREATE TABLE inputs (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    sop_instance_uid TEXT,
+    recorded_at TEXT NOT NULL
+);
+"""
+
+
+def _backfill_series(conn: sqlite3.Connection) -> None:
+    uids = [row[0] for row in conn.execute(
+        "SELECT DISTINCT series_uid FROM slices WHERE series_uid IS NOT NULL")]
+    for uid in uids:
+        _refresh_series(conn, uid)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: SQL run in a transaction, then an optional Python data step."""
+
+    version: int
+    description: str
+    sql: str
+    data_step: Callable[[sqlite3.Connection], None] | None = None
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "per-slice log", _V1_SLICES),
+    Migration(2, "patient hash column, per-series summary (backfilled), watch input tracking",
+              _V2_SERIES_AND_INPUTS, _backfill_series),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version stored in an open database (0 for a new file)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, *, target: int = SCHEMA_VERSION, name: str = "QA log") -> int:
+    """Bring ``conn`` to schema ``target`` by the ordered steps; return the version reached.
+
+    Each step runs in its own ``BEGIN IMMEDIATE`` transaction together with the
+    version bump, so a crash leaves the file at the previous version, never
+    half-migrated.
+    """
+    current = schema_version(conn)
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if current > SCHEMA_VERSION:
+        raise QALogError(f"{name}: schema version {current} is newer than this deltaiqa-lite "
+                         f"supports ({SCHEMA_VERSION}); upgrade deltaiqa-lite to read it")
+    if current == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise QALogError(f"{name}: an SQLite database that is not a deltaiqa-lite QA log")
+    elif app_id != APPLICATION_ID:
+        raise QALogError(f"{name}: an SQLite database that is not a deltaiqa-lite QA log "
+                         f"(application_id {app_id:#x})")
+    for step in MIGRATIONS:
+        if step.version <= current or step.version > target:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(step.sql):
+                conn.execute(statement)
+            if step.data_step is not None:
+                step.data_step(conn)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {step.version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = step.version
+    return current
+
+
+def _split_sql(script: str) -> Iterator[str]:
+    # Our migration scripts contain no ';' inside literals, so a plain split is exact;
+    # executescript() is avoided because it commits the surrounding transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One row of the ``slices`` table."""
+
+    source: str
+    status: str
+    scored_at: str = ""
+    file_name: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_instance_uid: str | None = None
+    frame: int = 0
+    sop_class_uid: str | None = None
+    modality: str | None = None
+    acquisition_datetime: str | None = None
+    station_name: str | None = None
+    manufacturer: str | None = None
+    model_name: str | None = None
+    protocol_name: str | None = None
+    series_description: str | None = None
+    body_part: str | None = None
+    kvp: float | None = None
+    tube_current_ma: float | None = None
+    exposure_mas: float | None = None
+    ctdivol_mgy: float | None = None
+    kernel: str | None = None
+    slice_thickness_mm: float | None = None
+    reconstruction_diameter_mm: float | None = None
+    reason: str | None = None
+    score: float | None = None
+    likert: int | None = None
+    label: str | None = None
+    p0: float | None = None
+    p1: float | None = None
+    p2: float | None = None
+    p3: float | None = None
+    p4: float | None = None
+    model: str | None = None
+    precision: str | None = None
+    provider: str | None = None
+    patient_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One row of the ``series`` summary table."""
+
+    series_uid: str
+    study_uid: str | None
+    acquisition_datetime: str | None
+    first_scored_at: str | None
+    last_scored_at: str | None
+    station_name: str | None
+    manufacturer: str | None
+    model_name: str | None
+    protocol_name: str | None
+    series_description: str | None
+    body_part: str | None
+    kernel: str | None
+    kvp: float | None
+    ctdivol_mgy: float | None
+    slice_thickness_mm: float | None
+    n_slices: int
+    n_refused: int
+    n_error: int
+    score_mean: float | None
+    score_sd: float | None
+    score_min: float | None
+    score_max: float | None
+    model: str | None
+    precision: str | None
+    patient_hash: str | None
+
+
+_SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
+_SERIES_COLUMNS = [f.name for f in fields(SeriesRow)]
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO 8601 with 'Z'-free offset, second precision (log timestamps)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
+    """Recompute the summary row of one series from its slices."""
+    rows = conn.execute(
+        "SELECT status, score, scored_at FROM slices WHERE series_uid = ?", (series_uid,)).fetchall()
+    if not rows:
+        conn.execute("DELETE FROM series WHERE series_uid = ?", (series_uid,))
+        return
+    scores = [r[1] for r in rows if r[0] == "ok" and r[1] is not None]
+    n_ok = len(scores)
+    mean = sd = low = high = None
+    if n_ok:
+        mean = math.fsum(scores) / n_ok
+        sd = math.sqrt(math.fsum((s - mean) ** 2 for s in scores) / (n_ok - 1)) if n_ok > 1 else 0.0
+        low, high = min(scores), max(scores)
+    # Representative header fields: the first scored slice (else any slice) of the series.
+    rep = conn.execute(
+        "SELECT study_uid, station_name, manufacturer, model_name, protocol_name, "
+        "series_description, body_part, kernel, kvp, slice_thickness_mm, model, precision, "
+        "patient_hash FROM slices WHERE series_uid = ? ORDER BY status != 'ok', id LIMIT 1",
+        (series_uid,)).fetchone()
+    agg = conn.execute(
+        "SELECT min(acquisition_datetime), min(scored_at), max(scored_at), avg(ctdivol_mgy), "
+        "sum(status = 'refused'), sum(status = 'error') FROM slices WHERE series_uid = ?",
+        (series_uid,)).fetchone()
+    values = {
+        "series_uid": series_uid, "study_uid": rep[0], "acquisition_datetime": agg[0],
+        "first_scored_at": agg[1], "last_scored_at": agg[2], "station_name": rep[1],
+        "manufacturer": rep[2], "model_name": rep[3], "protocol_name": rep[4],
+        "series_description": rep[5], "body_part": rep[6], "kernel": rep[7], "kvp": rep[8],
+        "ctdivol_mgy": agg[3], "slice_thickness_mm": rep[9], "n_slices": n_ok,
+        "n_refused": int(agg[4] or 0), "n_error": int(agg[5] or 0), "score_mean": mean,
+        "score_sd": sd, "score_min": low, "score_max": high, "model": rep[10],
+        "precision": rep[11], "patient_hash": rep[12],
+    }
+    cols = list(values)
+    conn.execute(f"INSERT OR REPLACE INTO series ({', '.join(cols)}) "
+                 f"VALUES ({', '.join('?' for _ in cols)})", [values[c] for c in cols])
+
+
+# ---------------------------------------------------------------- the log
+
+
+class QALog:
+    """An open QA log. Thread-safe: one connection behind a lock.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The SQLite file; created (with its folder) when missing.
+
+    Raises
+    ------
+    QALogError
+        The file is not a QA log, is from a newer version, or cannot be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        name = os.path.basename(self.path) or self.path
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch of
+            # slices and its series summaries land in one transaction or not at all.
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                         timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise QALogError(f"{name}: cannot open QA log ({exc})") from exc
+        self._lock = threading.RLock()
+        try:
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            migrate(self._conn, name=name)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise QALogError(f"{name}: not a QA log or damaged ({exc})") from exc
+        except QALogError:
+            self._conn.close()
+            raise
+
+    # -- context management
+    def close(self) -> None:
+        """Close the connection (checkpoints the WAL)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "QALog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """Schema version of the open file."""
+        with self._lock:
+            return schema_version(self._conn)
+
+    # -- writing
+    def record(self, records: Sequence[SliceRecord]) -> int:
+        """Store slice records in one transaction and refresh their series summaries.
+
+        A record whose (SOP Instance UID, frame) is already logged as ``ok`` or
+        ``refused`` is ignored (restart safety); an earlier ``error`` row for the
+        same object is replaced, so a resent object gets a second chance.
+
+        Returns
+        -------
+        int
+            Number of rows written.
+        """
+        if not records:
+            return 0
+        stamp = utc_now()
+        written = 0
+        placeholders = ", ".join("?" for _ in _SLICE_COLUMNS)
+        insert = (f"INSERT INTO slices ({', '.join(_SLICE_COLUMNS)}) VALUES ({placeholders}) "
+                  "ON CONFLICT (sop_instance_uid, frame) WHERE sop_instance_uid IS NOT NULL "
+                  "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _SLICE_COLUMNS)
+                  + " WHERE slices.status = 'error'")
+        touched: set[str] = set()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for rec in records:
+                    row = asdict(rec)
+                    if not row["scored_at"]:
+                        row["scored_at"] = stamp
+                    cursor = self._conn.execute(insert, [row[c] for c in _SLICE_COLUMNS])
+                    written += cursor.rowcount
+                    if rec.series_uid:
+                        touched.add(rec.series_uid)
+                for uid in sorted(touched):
+                    _refresh_series(self._conn, uid)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return written
+
+    def record_input(self, path: str, size: int, mtime_ns: int, status: str,
+                     reason: str | None = None, sop_instance_uid: str | None = None) -> None:
+        """Remember that a watched file (relative path, size, mtime) has been dealt with."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
+                "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
+
+    # -- reading
+    def input_seen(self, path: str, size: int, mtime_ns: int) -> bool:
+        """Whether this exact file version (path, size, mtime) was already dealt with."""
+        with self._lock:
+            row = self._conn.execute("SELECT size, mtime_ns FROM inputs WHERE path = ?",
+                                     (path,)).fetchone()
+        return row is not None and row[0] == size and row[1] == mtime_ns
+
+    def has_sop(self, sop_instance_uid: str) -> bool:
+        """Whether the object is already logged as scored or refused (errors may be retried)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM slices WHERE sop_instance_uid = ? AND status != 'error' LIMIT 1",
+                (sop_instance_uid,)).fetchone()
+        return row is not None
+
+    def slices(self, *, series_uid: str | None = None, status: str | None = None
+               ) -> list[SliceRecord]:
+        """Slice rows, optionally of one series and/or one status, in insertion order."""
+        clauses, params = [], []
+        if series_uid is not None:
+            clauses.append("series_uid = ?")
+            params.append(series_uid)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(_SLICE_COLUMNS)} FROM slices{where} ORDER BY id", params
+            ).fetchall()
+        return [SliceRecord(**dict(zip(_SLICE_COLUMNS, row))) for row in rows]
+
+    def series(self, *, since: str | None = None, until: str | None = None) -> list[SeriesRow]:
+        """Series summaries ordered by acquisition time (then first scoring time).
+
+        ``since``/``until`` are ISO dates or datetimes compared with the
+        acquisition time (``until`` is exclusive).
+        """
+        clauses, params = [], []
+        time_expr = "coalesce(acquisition_datetime, first_scored_at)"
+        if since:
+            clauses.append(f"{time_expr} >= ?")
+            params.append(since)
+        if until:
+            clauses.append(f"{time_expr} < ?")
+            params.append(until)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(_SERIES_COLUMNS)} FROM series{where} "
+                f"ORDER BY {time_expr}, first_scored_at, series_uid", params).fetchall()
+        return [SeriesRow(**dict(zip(_SERIES_COLUMNS, row))) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of slice rows per status."""
+        with self._lock:
+            rows = self._conn.execute("SELECT status, count(*) FROM slices GROUP BY status")
+            return {status: int(n) for status, n in rows}
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """Run a read query (for tests and ad-hoc inspection)."""
+        with self._lock:
+            return self._conn.execute(sql, list(params)).fetchall()

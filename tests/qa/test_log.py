@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from deltaiqa_lite.qa.log import (APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, QALog, QALogError,
+                                  SliceRecord, migrate, schema_version)
+
+
+def _ok(series: str, sop: str, score: float, **extra) -> SliceRecord:
+    return SliceRecord(source="test", status="ok", series_uid=series, sop_instance_uid=sop,
+                       score=score, likert=round(score), station_name="CT1", **extra)
+
+
+def test_new_log_is_latest_schema_in_wal(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        assert log.schema_version == SCHEMA_VERSION == MIGRATIONS[-1].version
+        assert log.execute("PRAGMA journal_mode")[0][0] == "wal"
+        assert log.execute("PRAGMA application_id")[0][0] == APPLICATION_ID
+
+
+def test_record_and_series_summary(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        n = log.record([_ok("1.1", "1.1.1", 2.0), _ok("1.1", "1.1.2", 3.0),
+                        _ok("1.1", "1.1.3", 4.0),
+                        SliceRecord(source="test", status="refused", series_uid="1.1",
+                                    sop_instance_uid="1.1.4", reason="(0008,0060) Modality is 'MR'")])
+        assert n == 4
+        (row,) = log.series()
+        assert row.n_slices == 3 and row.n_refused == 1 and row.n_error == 0
+        assert row.score_mean == pytest.approx(3.0)
+        assert row.score_sd == pytest.approx(1.0)
+        assert (row.score_min, row.score_max) == (2.0, 4.0)
+        assert log.counts() == {"ok": 3, "refused": 1}
+
+
+def test_duplicates_ignored_errors_replaced(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        log.record([_ok("1.1", "1.1.1", 2.0)])
+        assert log.record([_ok("1.1", "1.1.1", 4.0)]) == 0  # already scored: kept as is
+        assert log.has_sop("1.1.1")
+        log.record([SliceRecord(source="t", status="error", series_uid="1.1",
+                                sop_instance_uid="1.1.9", reason="pixel data truncated")])
+        assert not log.has_sop("1.1.9")  # an error may be retried on a resend
+        assert log.record([_ok("1.1", "1.1.9", 3.0)]) == 1
+        scores = sorted(r.score for r in log.slices(series_uid="1.1"))
+        assert scores == [2.0, 3.0]
+        assert log.series()[0].n_error == 0
+
+
+def test_unique_per_frame(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        log.record([_ok("1.1", "1.1.1", 1.0, frame=0), _ok("1.1", "1.1.1", 2.0, frame=1)])
+        assert len(log.slices()) == 2
+
+
+def test_transaction_rolls_back_whole_batch(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        bad = SliceRecord(source="t", status="maybe", sop_instance_uid="1.2")  # CHECK fails
+        with pytest.raises(sqlite3.IntegrityError):
+            log.record([_ok("1.1", "1.1.1", 2.0), bad])
+        assert log.slices() == [] and log.series() == []
+
+
+def test_migration_from_v1_keeps_rows_and_backfills_series(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, target=1) == 1
+    conn.execute("INSERT INTO slices (scored_at, source, series_uid, sop_instance_uid, status, "
+                 "score, station_name, acquisition_datetime) VALUES "
+                 "('2024-01-01T00:00:00', 'watch', '9.9', '9.9.1', 'ok', 1.5, 'CT3', "
+                 "'2024-01-01T08:00:00'), "
+                 "('2024-01-01T00:00:01', 'watch', '9.9', '9.9.2', 'ok', 2.5, 'CT3', "
+                 "'2024-01-01T08:00:01')")
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("SELECT patient_hash FROM slices")
+    conn.close()
+
+    with QALog(path) as log:
+        assert log.schema_version == SCHEMA_VERSION
+        (row,) = log.series()
+        assert row.series_uid == "9.9" and row.n_slices == 2
+        assert row.score_mean == pytest.approx(2.0) and row.station_name == "CT3"
+        assert row.acquisition_datetime == "2024-01-01T08:00:00"
+        assert [s.patient_hash for s in log.slices()] == [None, None]
+        assert not log.input_seen("a.dcm", 1, 1)
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    QALog(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(QALogError, match=r"future\.sqlite: schema version \d+ is newer"):
+        QALog(path)
+
+
+def test_foreign_database_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE patients (name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(QALogError, match="not a deltaiqa-lite QA log"):
+        QALog(path)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(QALogError, match=r"garbage\.sqlite"):
+        QALog(garbage)
+
+
+def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
+    path = tmp_path / "half.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=1)
+    # Simulate a v2 step that cannot run: the column it adds is already there.
+    conn.execute("BEGIN")
+    conn.execute("ALTER TABLE slices ADD COLUMN patient_hash TEXT")
+    conn.execute("COMMIT")
+    with pytest.raises(sqlite3.OperationalError, match="duplicate column"):
+        migrate(conn)
+    assert schema_version(conn) == 1
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'series'").fetchone()[0] == 0
+    conn.close()
+
+
+def test_inputs_tracking(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        log.record_input("sub/a.dcm", 100, 5, "error", "not a DICOM file")
+        assert log.input_seen("sub/a.dcm", 100, 5)
+        assert not log.input_seen("sub/a.dcm", 101, 5)  # rewritten file is looked at again
+        assert log.execute("SELECT status, reason FROM inputs") == [("error", "not a DICOM file")]
+
+
+def test_concurrent_writers(tmp_path: Path) -> None:
+    with QALog(tmp_path / "qa.sqlite") as log:
+        def write(k: int) -> None:
+            for i in range(25):
+                log.record([_ok(f"1.{k}", f"1.{k}.{i}", 2.0)])
+        threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert log.counts() == {"ok": 100}
+        assert sorted(r.n_slices for r in log.series()) == [25, 25, 25, 25]
