@@ -1,0 +1,168 @@
+"""Readers: files and folders in, :class:`Slice` objects (HU or [0, 1] planes) out.
+
+- :mod:`.dicom`  CT DICOM, classic and enhanced multi-frame, compressed or not
+- :mod:`.images` LDCTIQAC TIFF (already windowed to [0, 1]), NumPy ``.npy`` in HU,
+  other images through Pillow with an explicit window
+- :mod:`.series` grouping into series and ordering along the slice normal
+
+Every reader raises :class:`deltaiqa_lite.errors.InputError` (or a subclass)
+with the file name and the reason; nothing here calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from deltaiqa_lite.errors import InputError
+
+__all__ = ["Slice", "read_slices", "expand_paths", "IMAGE_SUFFIXES"]
+
+TIFF_SUFFIXES = {".tif", ".tiff"}
+NPY_SUFFIXES = {".npy"}
+PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+IMAGE_SUFFIXES = TIFF_SUFFIXES | NPY_SUFFIXES | PILLOW_SUFFIXES
+
+
+@dataclass
+class Slice:
+    """One axial plane ready for preprocessing, with its identity.
+
+    Attributes
+    ----------
+    path : str
+        File it came from.
+    frame : int or None
+        Frame (DICOM multi-frame) or page (TIFF) or index (3-D ``.npy``);
+        None for a single-frame file.
+    hu : numpy.ndarray
+        float32 2-D plane in Hounsfield units, in display orientation
+        (anterior up, patient's right on the image's left). For LDCTIQAC
+        TIFF it is the inverse of the LDCTIQAC window, see ``unit``.
+    unit : numpy.ndarray or None
+        The plane as stored when it is already windowed to [0, 1]
+        (LDCTIQAC TIFF); preprocessing uses it directly so no HU round trip
+        can change a value.
+    sop_instance_uid, series_uid, study_uid : str or None
+        DICOM identity.
+    instance_number : int or None
+        (0020,0013), the fallback sort key within a series.
+    slice_location : float or None
+        Position along the slice normal in mm (Image Position (Patient)
+        projected on the normal), else (0020,1041) Slice Location.
+    normal : tuple of float or None
+        Unit slice normal (row x column direction) in patient coordinates.
+    pixel_spacing_mm : tuple of float or None
+        (row spacing, column spacing) after orientation normalisation.
+    series_description : str or None
+        (0008,103E).
+    """
+
+    path: str
+    hu: np.ndarray
+    frame: int | None = None
+    unit: np.ndarray | None = None
+    sop_instance_uid: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    instance_number: int | None = None
+    slice_location: float | None = None
+    normal: tuple[float, float, float] | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    series_description: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``path`` or ``path[frame]`` for multi-frame inputs."""
+        return self.path if self.frame is None else f"{self.path}[{self.frame}]"
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in NPY_SUFFIXES:
+        return "npy"
+    if suffix in PILLOW_SUFFIXES:
+        return "pillow"
+    # DICOM files come with any name (often none, or numbers); anything that is
+    # not a known image suffix is tried as DICOM and refused clearly if it is not.
+    return "dicom"
+
+
+def read_slices(path: str | os.PathLike, *,
+                image_window: tuple[float, float] | None = None) -> Iterator[Slice]:
+    """Yield the slices of one file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A DICOM file (single or multi-frame), a TIFF (LDCTIQAC, single or
+        multi-page), a ``.npy`` array of HU (2-D, or 3-D stacked along axis 0),
+        or another image format that Pillow reads.
+    image_window : (centre, width) in HU, optional
+        Only for plain images (PNG, JPEG, integer TIFF ...): the window the
+        grey levels were written with, so they can be turned back into HU.
+        Without it such images are refused: their grey levels carry no HU.
+
+    Yields
+    ------
+    Slice
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable or refused; the message names the
+        file, the element and the reason.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(str(path), "no such file or folder")
+    if path.is_dir():
+        if not any(True for _ in path.iterdir()):
+            raise InputError(str(path), "folder is empty; no files to score")
+        raise InputError(str(path), "is a folder; expand it with expand_paths() first")
+    kind = _kind(path)
+    if kind == "dicom":
+        from deltaiqa_lite.read import dicom
+        yield from dicom.read_dicom(path)
+    elif kind == "tiff":
+        from deltaiqa_lite.read import images
+        yield from images.read_tiff(path, image_window=image_window)
+    elif kind == "npy":
+        from deltaiqa_lite.read import images
+        yield from images.read_npy(path)
+    else:
+        from deltaiqa_lite.read import images
+        yield from images.read_pillow(path, image_window=image_window)
+
+
+def expand_paths(paths: list[str | os.PathLike]) -> list[str]:
+    """Turn files and folders into the sorted list of files to read.
+
+    Folders are walked recursively; hidden files and ``DICOMDIR`` (an index,
+    not an image, and never needed) are skipped. Every other file is an input,
+    so a stray non-DICOM file is reported rather than silently dropped.
+    Paths that do not exist are kept, so the caller reports them.
+    An empty folder is kept as itself so it is reported too.
+    """
+    files: list[str] = []
+    for given in paths:
+        given_path = Path(given)
+        if given_path.is_dir():
+            found = []
+            for root, dirs, names in os.walk(given_path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if name.startswith(".") or name.upper() == "DICOMDIR":
+                        continue
+                    found.append(os.path.join(root, name))
+            files.extend(found if found else [str(given_path)])
+        else:
+            files.append(str(given_path))
+    return files

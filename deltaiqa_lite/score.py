@@ -1,0 +1,370 @@
+"""Scoring: slices in, Likert results out.
+
+:class:`Scorer` owns one onnxruntime session (made once, reused, safe to call
+from several threads: ``InferenceSession.run`` is thread-safe and the scorer
+keeps no other mutable state). ``score_paths`` overlaps reading and
+preprocessing (a small thread pool: pydicom's decoders and NumPy release the
+GIL for much of their work) with batched inference, so the slower stage sets
+the pace rather than the sum of both.
+
+Scoring rule (DESIGN.md section 3): ``score = sum_k k * p_k`` on 0..4,
+``likert = argmax p``, ``label = class_labels[likert]``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from deltaiqa_lite.card import read_card
+from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError
+from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
+from deltaiqa_lite.read import Slice, expand_paths, read_slices
+from deltaiqa_lite.read.series import group_series
+
+__all__ = ["Scorer", "SliceResult", "SeriesResult", "likert_from_probabilities",
+           "summarise_series", "group_results", "prepare_slice"]
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+CLASSES = np.arange(5, dtype=np.float64)
+
+
+@dataclass
+class SliceResult:
+    """The score of one slice (or the reason there is none).
+
+    ``status`` is ``"ok"`` or ``"error"``; on error ``score``, ``likert``,
+    ``label`` and ``probabilities`` are None and ``error`` holds the
+    one-line reason. ``frame`` is the frame/page index in multi-frame files.
+    """
+
+    path: str
+    sop_instance_uid: str | None = None
+    series_uid: str | None = None
+    slice_location: float | None = None
+    score: float | None = None
+    likert: int | None = None
+    label: str | None = None
+    probabilities: tuple[float, float, float, float, float] | None = None
+    status: str = "ok"
+    error: str | None = None
+    model: str | None = None
+    precision: str | None = None
+    provider: str | None = None
+    frame: int | None = None
+    instance_number: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def name(self) -> str:
+        return self.path if self.frame is None else f"{self.path}[{self.frame}]"
+
+    def to_dict(self) -> dict:
+        """Plain dict for writers (probabilities as a list)."""
+        record = asdict(self)
+        if record["probabilities"] is not None:
+            record["probabilities"] = list(record["probabilities"])
+        return record
+
+
+@dataclass
+class SeriesResult:
+    """Per-series summary of the ``ok`` slices, and all slices in order.
+
+    ``p10`` is the 10th percentile (linear interpolation, NumPy's default).
+    ``n_below`` counts ok slices scoring below ``flag_below`` (None when no
+    threshold was given).
+    """
+
+    series_uid: str | None
+    n_slices: int
+    n_ok: int
+    n_failed: int
+    mean: float | None
+    median: float | None
+    minimum: float | None
+    p10: float | None
+    flag_below: float | None
+    n_below: int | None
+    slices: list[SliceResult] = field(default_factory=list)
+
+    def to_dict(self, with_slices: bool = False) -> dict:
+        record = {k: v for k, v in asdict(self).items() if k != "slices"}
+        if with_slices:
+            record["slices"] = [s.to_dict() for s in self.slices]
+        return record
+
+
+def likert_from_probabilities(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected score and argmax class of each row of ``[N, 5]`` probabilities."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return probabilities @ CLASSES, probabilities.argmax(axis=1)
+
+
+def summarise_series(series_uid: str | None, slices: Sequence[SliceResult],
+                     flag_below: float | None = None) -> SeriesResult:
+    """Count, mean, median, minimum, 10th percentile and slices below a threshold."""
+    scores = [s.score for s in slices if s.ok and s.score is not None]
+    if scores:
+        values = np.asarray(scores, dtype=np.float64)
+        mean, median = float(values.mean()), float(statistics.median(scores))
+        minimum, p10 = float(values.min()), float(np.percentile(values, 10))
+    else:
+        mean = median = minimum = p10 = None
+    n_below = None if flag_below is None else int(sum(score < flag_below for score in scores))
+    return SeriesResult(series_uid=series_uid, n_slices=len(slices), n_ok=len(scores),
+                        n_failed=len(slices) - len(scores), mean=mean, median=median, minimum=minimum,
+                        p10=p10, flag_below=flag_below, n_below=n_below, slices=list(slices))
+
+
+def group_results(results: Iterable[SliceResult], flag_below: float | None = None) -> list[SeriesResult]:
+    """Group slice results into ordered series with summaries (inputs without a UID last)."""
+    return [summarise_series(uid, members, flag_below) for uid, members in group_series(results)]
+
+
+def prepare_slice(item: Slice, preprocessing: Preprocessing) -> np.ndarray:
+    """The network input plane of a slice (uses the stored [0, 1] plane for LDCTIQAC TIFF)."""
+    if item.unit is not None:
+        return prepare_unit_image(item.unit, preprocessing.input_size)
+    return prepare_hu(item.hu, preprocessing)
+
+
+@dataclass
+class _Prepared:
+    """One read file: its slices' identities and planes, or its error."""
+
+    path: str
+    slices: list[Slice] = field(default_factory=list)
+    planes: list[np.ndarray] = field(default_factory=list)
+    error: InputError | None = None
+
+
+class Scorer:
+    """Score CT slices with a Delta-IQA ONNX model.
+
+    Parameters
+    ----------
+    model : {"int8", "fp32"} or path, default "int8"
+        A shipped model or an ONNX file honouring the model contract.
+    provider : {"auto", "cpu", "openvino", "tensorrt", "cuda"}, default "auto"
+    threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's choice).
+    batch_size : int, default 8
+        Slices per inference call.
+    strict_provider : bool, default False
+        Raise :class:`~deltaiqa_lite.errors.ProviderError` instead of warning
+        when the session does not run on the requested provider.
+    reader_threads : int, default 2
+        Threads reading and preprocessing files ahead of inference.
+    image_window : (centre, width), optional
+        Window of plain images (PNG, JPEG, integer TIFF) so they can be scored.
+    cache_dir : path, optional
+        TensorRT engine cache folder.
+
+    Examples
+    --------
+    >>> scorer = Scorer("int8")                                # doctest: +SKIP
+    >>> scorer.score_file("examples/dose-025.dcm").score       # doctest: +SKIP
+    """
+
+    def __init__(self, model: str | os.PathLike = "int8", *, provider: str = "auto",
+                 threads: int | None = None, batch_size: int = 8, strict_provider: bool = False,
+                 reader_threads: int = 2, image_window: tuple[float, float] | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> None:
+        from deltaiqa_lite.session import create_session, resolve_model
+
+        if batch_size < 1:
+            raise DeltaIQAError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_path: Path = resolve_model(model)
+        self.card: dict = read_card(self.model_path)
+        self.preprocessing: Preprocessing = Preprocessing.from_card(self.card["preprocessing"])
+        self.class_labels: list[str] = list(self.card["class_labels"])
+        self.precision: str = str(self.card.get("precision", "unknown"))
+        self.model_name: str = f"{self.card.get('name', self.model_path.stem)}-{self.precision}"
+        self.batch_size = int(batch_size)
+        self.reader_threads = max(1, int(reader_threads))
+        self.image_window = image_window
+        self.session, self.session_info = create_session(
+            self.model_path, provider=provider, threads=threads, precision=self.precision,
+            batch_size=self.batch_size, input_size=self.preprocessing.input_size,
+            strict_provider=strict_provider, cache_dir=cache_dir)
+        self._check_contract()
+        self.provider: str = self.session_info.providers[0]
+        if self.session_info.resolved in ("tensorrt", "cuda", "openvino"):
+            # First run builds engines / compiles kernels; do it here, not on the first file.
+            self.predict(np.zeros((1, self.preprocessing.input_size, self.preprocessing.input_size, 1),
+                                  dtype=np.float32))
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers the session really uses (``session.get_providers()``)."""
+        return list(self.session_info.providers)
+
+    def _check_contract(self) -> None:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        size = self.preprocessing.input_size
+        if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+            raise ModelError(f"{self.model_path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
+                             f"found inputs {sorted(inputs)} and outputs {sorted(outputs)}")
+        shape = list(inputs[INPUT_NAME].shape)
+        if len(shape) != 4 or shape[1:] != [size, size, 1]:
+            raise ModelError(f"{self.model_path}: input '{INPUT_NAME}' has shape {shape}, "
+                             f"expected [N, {size}, {size}, 1] (card input_size {size})")
+
+    # -- inference ---------------------------------------------------------
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities ``[N, 5]`` of a prepared batch ``[N, size, size, 1]`` in [0, 1]."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        size = self.preprocessing.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (size, size, 1):
+            raise DeltaIQAError(f"predict expects a batch of shape [N, {size}, {size}, 1], got {batch.shape}")
+        if batch.shape[0] == 0:
+            return np.zeros((0, 5), dtype=np.float32)
+        chunks = [self.session.run([OUTPUT_NAME], {INPUT_NAME: batch[start:start + self.batch_size]})[0]
+                  for start in range(0, batch.shape[0], self.batch_size)]
+        return np.concatenate(chunks, axis=0)
+
+    def _results(self, slices: Sequence[Slice], probabilities: np.ndarray) -> list[SliceResult]:
+        scores, classes = likert_from_probabilities(probabilities)
+        return [SliceResult(
+            path=item.path, sop_instance_uid=item.sop_instance_uid, series_uid=item.series_uid,
+            slice_location=item.slice_location, score=float(score), likert=int(likert),
+            label=self.class_labels[int(likert)],
+            probabilities=tuple(float(p) for p in row), status="ok", error=None,
+            model=self.model_name, precision=self.precision, provider=self.provider,
+            frame=item.frame, instance_number=item.instance_number)
+            for item, score, likert, row in zip(slices, scores, classes, probabilities)]
+
+    def _error_result(self, path: str, message: str) -> SliceResult:
+        return SliceResult(path=path, status="error", error=message, model=self.model_name,
+                           precision=self.precision, provider=self.provider)
+
+    # -- public scoring API --------------------------------------------------
+
+    def score_array(self, hu: np.ndarray, *, name: str = "array") -> SliceResult:
+        """Score one 2-D slice given in HU (display orientation)."""
+        hu = np.asarray(hu, dtype=np.float32)
+        if hu.ndim != 2:
+            raise InputError(name, f"expected a 2-D slice in HU, got shape {hu.shape}")
+        item = Slice(path=name, hu=hu)
+        plane = prepare_slice(item, self.preprocessing)
+        return self._results([item], self.predict(plane[None, :, :, None]))[0]
+
+    def score_slices(self, path: str | os.PathLike) -> list[SliceResult]:
+        """Score every slice (frame, page) of one file; raises InputError for a bad file."""
+        prepared = self._read(str(path))
+        if prepared.error is not None:
+            raise prepared.error
+        planes = np.stack(prepared.planes)[..., None]
+        return self._results(prepared.slices, self.predict(planes))
+
+    def score_file(self, path: str | os.PathLike) -> SliceResult:
+        """Score a single-slice file (the first slice of a multi-frame file; see ``score_slices``).
+
+        Raises
+        ------
+        InputError
+            The file is unreadable or refused (the message says why).
+        """
+        return self.score_slices(path)[0]
+
+    def _read(self, path: str) -> _Prepared:
+        prepared = _Prepared(path=path)
+        try:
+            for item in read_slices(path, image_window=self.image_window):
+                prepared.planes.append(prepare_slice(item, self.preprocessing))
+                item.hu = item.unit = None  # drop full-size planes early: batches of large files add up
+                prepared.slices.append(item)
+            if not prepared.slices:
+                raise InputError(path, "no slices in file")
+        except InputError as error:
+            prepared.error = error
+        except Exception as error:  # a reader bug must not lose the rest of the batch
+            prepared.error = InputError(path, f"unexpected {type(error).__name__}: {error}")
+        if prepared.error is not None:
+            prepared.slices, prepared.planes = [], []
+        return prepared
+
+    def iter_score_paths(self, paths: Sequence[str | os.PathLike] | str | os.PathLike,
+                         progress: Callable[[int, int], None] | None = None) -> Iterator[SliceResult]:
+        """Like :meth:`score_paths` but yields results, in input order, as batches finish."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        files = expand_paths(list(paths))
+        lookahead = max(2 * self.batch_size, 2 * self.reader_threads)
+        # One holder per output row, in input order; slices wait in `pending`
+        # until a full batch has gone through the session.
+        rows: deque[list[SliceResult | None]] = deque()
+        pending: list[tuple[list[SliceResult | None], Slice, np.ndarray]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            probabilities = self.predict(np.stack([plane for _, _, plane in pending])[..., None])
+            for (holder, _, _), result in zip(pending, self._results([s for _, s, _ in pending],
+                                                                     probabilities)):
+                holder[0] = result
+            pending.clear()
+
+        with ThreadPoolExecutor(max_workers=self.reader_threads, thread_name_prefix="deltaiqa-read") as pool:
+            futures: deque[Future[_Prepared]] = deque(
+                pool.submit(self._read, path) for path in files[:lookahead])
+            next_file = len(futures)
+            for done in range(1, len(files) + 1):
+                prepared = futures.popleft().result()
+                if next_file < len(files):
+                    futures.append(pool.submit(self._read, files[next_file]))
+                    next_file += 1
+                if prepared.error is not None:
+                    rows.append([self._error_result(prepared.path, str(prepared.error))])
+                for item, plane in zip(prepared.slices, prepared.planes):
+                    holder: list[SliceResult | None] = [None]
+                    rows.append(holder)
+                    pending.append((holder, item, plane))
+                    if len(pending) >= self.batch_size:
+                        flush()
+                if progress is not None:
+                    progress(done, len(files))
+                while rows and rows[0][0] is not None:
+                    yield rows.popleft()[0]  # type: ignore[misc]
+            flush()
+            while rows:
+                yield rows.popleft()[0]  # type: ignore[misc]
+
+    def score_paths(self, paths: Sequence[str | os.PathLike] | str | os.PathLike,
+                    progress: Callable[[int, int], None] | None = None) -> list[SliceResult]:
+        """Score files and folders; every input appears in the output, in order.
+
+        Folders are walked recursively. A file that cannot be scored gives one
+        result with ``status="error"`` and its reason; this never raises for
+        input problems.
+
+        Parameters
+        ----------
+        paths : path or sequence of paths
+        progress : callable(done, total), optional
+            Called after each file is read.
+        """
+        return list(self.iter_score_paths(paths, progress=progress))
+
+    def score_series(self, folder: str | os.PathLike | Sequence[str | os.PathLike], *,
+                     flag_below: float | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> list[SeriesResult]:
+        """Score a folder (or paths) and summarise per DICOM series, slices in anatomical order.
+
+        Files that could not be read form a last group with ``series_uid=None``.
+        """
+        return group_results(self.score_paths(folder, progress=progress), flag_below=flag_below)
