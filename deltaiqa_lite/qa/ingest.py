@@ -1,0 +1,168 @@
+"""Score a batch of received files and record every one of them in the QA log.
+
+Shared by ``watch`` and ``serve``. Per file: read the header (no pixels),
+refuse what is not CT, skip what the log already holds (restart safety),
+score the rest with one ``Scorer.score_paths`` call (batched inference), and
+write all rows of the batch in one transaction. Every input ends as exactly
+one outcome: scored, refused, error or duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from deltaiqa_lite.errors import InputError
+from deltaiqa_lite.qa.header import QAHeader, read_qa_header, refusal_reason
+from deltaiqa_lite.qa.log import QALog, SliceRecord
+
+SCORED, REFUSED, ERROR, DUPLICATE = "scored", "refused", "error", "duplicate"
+
+
+class ScorerLike(Protocol):
+    """What the QA pipeline needs of :class:`deltaiqa_lite.Scorer` (contract 4)."""
+
+    def score_paths(self, paths: Sequence[str]) -> list: ...
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one input file."""
+
+    path: str
+    status: str  # scored | refused | error | duplicate
+    reason: str | None = None
+    sop_instance_uid: str | None = None
+    series_uid: str | None = None
+    n_slices: int = 0
+    score: float | None = None  # mean over the file's slices
+
+
+def _strip_path(message: str, path: str) -> str:
+    # InputError messages lead with the full path; the log keeps the file name in
+    # its own column, so the reason is stored without the (possibly long) path.
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def header_record(header: QAHeader, *, source: str, status: str, file_name: str | None,
+                  reason: str | None = None) -> SliceRecord:
+    """A slice record carrying only header fields (refusals, errors)."""
+    fields = header.as_dict()
+    fields.pop("number_of_frames")
+    return SliceRecord(source=source, status=status, file_name=file_name, reason=reason, **fields)
+
+
+class Ingestor:
+    """Score files and record them.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        A ready :class:`deltaiqa_lite.Scorer` (its session is reused for every batch).
+    log : QALog
+    source : str
+        Written to the ``source`` column (``watch``, ``serve``).
+    patient_id_salt : bytes, optional
+        Site secret for the optional Patient ID hash.
+    """
+
+    def __init__(self, scorer: ScorerLike, log: QALog, *, source: str,
+                 patient_id_salt: bytes | None = None) -> None:
+        self.scorer = scorer
+        self.log = log
+        self.source = source
+        self.patient_id_salt = patient_id_salt
+
+    def read_header(self, path: str) -> QAHeader | InputError:
+        """The QA header of a file, or the InputError saying why it cannot be read."""
+        try:
+            return read_qa_header(path, patient_id_salt=self.patient_id_salt)
+        except InputError as error:
+            return error
+
+    def process(self, paths: Sequence[str], *, names: dict[str, str] | None = None,
+                headers: dict[str, QAHeader | InputError] | None = None) -> list[FileOutcome]:
+        """Score and record ``paths``; one outcome per path, in order.
+
+        Parameters
+        ----------
+        paths : sequence of str
+            Files to ingest.
+        names : dict, optional
+            Name to log for each path (e.g. relative to the watched folder);
+            default: the base name.
+        headers : dict, optional
+            Headers already read by the caller, to avoid reading twice.
+        """
+        names = names or {}
+        headers = dict(headers or {})
+        outcomes: dict[str, FileOutcome] = {}
+        records: list[SliceRecord] = []
+        to_score: list[str] = []
+        seen_in_batch: set[str] = set()
+        for path in paths:
+            name = names.get(path, os.path.basename(path))
+            header = headers.get(path) or self.read_header(path)
+            headers[path] = header
+            if isinstance(header, InputError):
+                reason = header.reason
+                records.append(SliceRecord(source=self.source, status="error", file_name=name,
+                                           reason=reason))
+                outcomes[path] = FileOutcome(path, ERROR, reason)
+                continue
+            sop = header.sop_instance_uid
+            if sop and (sop in seen_in_batch or self.log.has_sop(sop)):
+                outcomes[path] = FileOutcome(path, DUPLICATE, "SOP Instance UID already in the QA log",
+                                             sop, header.series_uid)
+                continue
+            reason = refusal_reason(header)
+            if reason is not None:
+                records.append(header_record(header, source=self.source, status="refused",
+                                             file_name=name, reason=reason))
+                outcomes[path] = FileOutcome(path, REFUSED, reason, sop, header.series_uid)
+                if sop:
+                    seen_in_batch.add(sop)
+                continue
+            seen_in_batch.add(sop)
+            to_score.append(path)
+
+        if to_score:
+            by_path: dict[str, list] = {}
+            # The scorer normalises paths the way pathlib does; key on the same form.
+            for result in self.scorer.score_paths(to_score):
+                by_path.setdefault(str(Path(result.path)), []).append(result)
+            for path in to_score:
+                header = headers[path]
+                assert isinstance(header, QAHeader)
+                name = names.get(path, os.path.basename(path))
+                results = by_path.get(str(Path(path)), [])
+                failed = [r for r in results if r.status != "ok"]
+                if failed or not results:
+                    reason = (_strip_path(failed[0].error or "scoring failed", path) if failed
+                              else "no slices were scored")
+                    records.append(header_record(header, source=self.source, status="error",
+                                                 file_name=name, reason=reason))
+                    outcomes[path] = FileOutcome(path, ERROR, reason, header.sop_instance_uid,
+                                                 header.series_uid)
+                    continue
+                base = header.as_dict()
+                base.pop("number_of_frames")
+                for result in results:
+                    probabilities = result.probabilities or (None,) * 5
+                    records.append(SliceRecord(
+                        source=self.source, status="ok", file_name=name, **(base | {
+                            "frame": int(result.frame or 0)}),
+                        score=result.score, likert=result.likert, label=result.label,
+                        p0=probabilities[0], p1=probabilities[1], p2=probabilities[2],
+                        p3=probabilities[3], p4=probabilities[4], model=result.model,
+                        precision=result.precision, provider=result.provider))
+                scores = [r.score for r in results]
+                outcomes[path] = FileOutcome(path, SCORED, None, header.sop_instance_uid,
+                                             header.series_uid, len(results),
+                                             sum(scores) / len(scores))
+        self.log.record(records)
+        return [outcomes[p] for p in paths]
