@@ -1,0 +1,121 @@
+"""``python -m convert``: the build pipeline, each step alone or all in one go.
+
+    python -m convert simulate --out DIR --count N --seed S
+    python -m convert train DATA --out DIR [--preset reference|original]
+    python -m convert export --weights W --output M.onnx
+    python -m convert quantize --model M.onnx --calibration DIR --output M-int8.onnx
+    python -m convert all --out models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from convert.simulate import simulate_dataset
+
+    simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from convert.train import train
+
+    train(args.data, args.out, preset=args.preset, seed=args.seed, epochs=args.epochs,
+          time_budget_s=args.time_budget, resume=args.resume, log=_log)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from convert.export import export_command
+
+    export_command(args.weights, args.output, verify_data=args.verify_data,
+                   verify_count=args.verify_count, card_extra=args.card, log=_log)
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from convert.quantize import quantize_command
+
+    return quantize_command(args.model, args.calibration, args.output, test_data=args.test_data,
+                            calibration_count=args.calibration_count, method=args.method,
+                            compare=args.compare, log=_log)
+
+
+def _cmd_all(args: argparse.Namespace) -> int:
+    from convert.pipeline import run_all
+
+    return run_all(args.out, work=args.work, count=args.count, seed=args.seed,
+                   preset=args.preset, time_budget_s=args.time_budget, log=_log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="write a simulated LDCTIQAC-format training folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes (default 1: the back-projector already uses every core)")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("train", help="train Delta-IQA on an LDCTIQAC-format folder")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", choices=("reference", "original"), default="reference")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop after this many seconds of training (checkpoints are kept)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.weights.h5")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="Keras weights -> ONNX FP32, verified against Keras")
+    p.add_argument("--weights", required=True, help=".weights.h5 (original or ours) or .keras")
+    p.add_argument("--output", required=True)
+    p.add_argument("--verify-data", default=None,
+                   help="folder of slices for the Keras/ONNX check (default: generated)")
+    p.add_argument("--verify-count", type=int, default=32)
+    p.add_argument("--card", default=None, help="JSON file merged into the model card")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("quantize", help="static INT8 QDQ quantization with an accuracy gate")
+    p.add_argument("--model", required=True)
+    p.add_argument("--calibration", required=True, help="LDCTIQAC-format training folder")
+    p.add_argument("--output", required=True)
+    p.add_argument("--test-data", default=None,
+                   help="held-out folder for the gate (default: the calibration folder's test split)")
+    p.add_argument("--calibration-count", type=int, default=128)
+    p.add_argument("--method", default="auto",
+                   help="auto (compare and pick) or minmax|entropy|percentile[-symmetric]")
+    p.add_argument("--compare", action="store_true",
+                   help="with a fixed method, still measure the other calibrations")
+    p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("all", help="simulate -> train -> export -> quantize -> verify")
+    p.add_argument("--out", default="models")
+    p.add_argument("--work", default="data/build")
+    p.add_argument("--count", type=int, default=1200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=("reference", "original"), default="reference")
+    p.add_argument("--time-budget", type=float, default=None)
+    p.set_defaults(func=_cmd_all)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The model card: one JSON document, stored in the ONNX ``metadata_props`` and beside it.
+
+The runtime reads its preprocessing and class labels from here (DESIGN.md
+section 3), so the card is a contract, not decoration.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from convert.model import ARCHITECTURE, ARCHITECTURE_VERSION, PARAMETER_COUNT
+from deltaiqa_lite.preprocess import Preprocessing
+
+CARD_KEY = "model_card"
+CLASS_LABELS = ["bad", "poor", "fair", "good", "excellent"]
+CLASS_MEANINGS = [
+    "desired features not shown",
+    "diagnostic interpretation impossible",
+    "limited clinical interpretation",
+    "suitable for diagnostic interpretation",
+    "anatomy evident",
+]
+INTENDED_USE = (
+    "Research and quality assurance on axial CT slices of real patients. Not for diagnosis. "
+    "Not for non-CT images (PET, MRI, ...), non-axial or localizer images, or patient groups "
+    "without prior local validation."
+)
+
+
+def tool_versions(names=("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy")) -> dict:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def training_record(weights: Path) -> dict:
+    """What is known about how the weights were made: metrics.json beside them, if any."""
+    metrics_file = weights.parent / "metrics.json"
+    if not metrics_file.exists():
+        return {"source": "external weights; training unknown to this build"}
+    report = json.loads(metrics_file.read_text())
+    record = {"source": "python -m convert train", "settings": report.get("settings"),
+              "seed": report.get("seed"), "splits": report.get("splits")}
+    sim = Path(report.get("data", "")) / "simulation.json"
+    if sim.exists():
+        summary = json.loads(sim.read_text())["summary"]
+        record["data"] = {
+            "kind": "simulated low-dose abdominal CT (convert/simulate.py), not radiologist-scored",
+            "labels": "monotone function of measured noise SD and streak RMS, steps of 0.2",
+            **summary,
+        }
+    return record
+
+
+def build_card(*, precision: str, source_weights: Path, source_sha256: str,
+               metrics: dict | None = None, quantization: dict | None = None,
+               extra: dict | None = None, version: str = "0.1.0") -> dict:
+    card = {
+        "name": "deltaiqa",
+        "architecture": ARCHITECTURE,
+        "architecture_version": ARCHITECTURE_VERSION,
+        "parameters": PARAMETER_COUNT,
+        "version": version,
+        "precision": precision,
+        "preprocessing": Preprocessing().to_card(),
+        "class_labels": CLASS_LABELS,
+        "class_meanings": CLASS_MEANINGS,
+        "score": "sum_k k * p_k over Likert classes 0..4; class = argmax p",
+        "inputs": {"image": "float32 [N, 512, 512, 1], NHWC, windowed CT in [0, 1]"},
+        "outputs": {
+            "probabilities": "float32 [N, 5], softmax over Likert classes 0..4",
+            "conv5": "float32 [N, 30, 30, 256], conv5 activations after ReLU, for Grad-CAM",
+        },
+        "training": training_record(source_weights),
+        "metrics": metrics or {},
+        "quantization": quantization,
+        "source_weights": source_weights.name,
+        "source_weights_sha256": source_sha256,
+        "tools": tool_versions(),
+        "intended_use": INTENDED_USE,
+    }
+    if extra:
+        card.update(extra)
+    return card
+
+
+def attach_card(model_proto, card: dict) -> None:
+    """Write the card into ``metadata_props`` (replacing an older one) and the doc string."""
+    for prop in list(model_proto.metadata_props):
+        if prop.key == CARD_KEY:
+            model_proto.metadata_props.remove(prop)
+    entry = model_proto.metadata_props.add()
+    entry.key = CARD_KEY
+    entry.value = json.dumps(card, sort_keys=True)
+    model_proto.doc_string = (f"{card['architecture']} v{card['architecture_version']} "
+                              f"({card['precision']}): CT image quality on the LDCTIQAC 0-4 "
+                              f"Likert scale. {INTENDED_USE}")
+    model_proto.producer_name = "deltaiqa-lite convert"
+    model_proto.model_version = 1
+
+
+def read_card(model_proto) -> dict:
+    for prop in model_proto.metadata_props:
+        if prop.key == CARD_KEY:
+            return json.loads(prop.value)
+    raise KeyError(f"no '{CARD_KEY}' in metadata_props")

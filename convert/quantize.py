@@ -1,0 +1,295 @@
+"""Static INT8 (QDQ, per-channel weights) with a calibration comparison and an accuracy gate.
+
+Steps: ``quant_pre_process`` (shape inference and graph clean-up) ->
+``quantize_static`` fed by a ``CalibrationDataReader`` over a sorted list of
+training-split slices (never the test split) -> compare calibrations on the
+validation split -> gate the chosen model against FP32 on the held-out test
+split. A model that fails the gate is not written.
+
+Calibrations compared: MinMax, Entropy and Percentile (99.999), each with
+symmetric and asymmetric activations. TensorRT accepts symmetric INT8 only,
+so a symmetric model is preferred when it is about as good (see ``choose``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convert.card import attach_card, read_card
+from convert.data import LabelledSlice, load_image, read_folder, split_by_group
+from convert.evaluation import agreement, expected_score, quality_metrics
+from convert.model import sha256_file
+
+GATE = {"max_mean_abs_score_diff": 0.05, "min_class_agreement": 0.97, "max_sum_drop": 0.02}
+METHODS = ("minmax", "entropy", "percentile")
+# A symmetric model is kept unless an asymmetric one is clearly better:
+# its mean |score difference| more than this factor smaller.
+SYMMETRIC_PREFERENCE = 1.5
+
+
+class QuantizationGateError(RuntimeError):
+    """The INT8 model strays too far from FP32 on the held-out split."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    method: str           # minmax | entropy | percentile
+    symmetric: bool       # activations symmetric (TensorRT) or asymmetric
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{'symmetric' if self.symmetric else 'asymmetric'}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        method, _, kind = text.partition("-")
+        if method not in METHODS or kind not in ("", "symmetric", "asymmetric"):
+            raise ValueError(f"unknown calibration {text!r}; use one of "
+                             f"{', '.join(m + '[-symmetric|-asymmetric]' for m in METHODS)}")
+        return cls(method, kind != "asymmetric")
+
+
+class SliceCalibrationReader:
+    """onnxruntime ``CalibrationDataReader``: one slice per call over a sorted file list."""
+
+    def __init__(self, items: list[LabelledSlice], input_name: str = "image"):
+        self.items = sorted(items, key=lambda i: (str(i.path), i.page))
+        self.input_name = input_name
+        self._cursor = 0
+
+    def get_next(self) -> dict | None:
+        if self._cursor >= len(self.items):
+            return None
+        plane = load_image(self.items[self._cursor])
+        self._cursor += 1
+        return {self.input_name: plane[None, :, :, None]}
+
+    def rewind(self) -> None:
+        self._cursor = 0
+
+
+class ArrayCalibrationReader(SliceCalibrationReader):
+    """The same contract over arrays already in memory (tests, synthetic calibration)."""
+
+    def __init__(self, images: np.ndarray, input_name: str = "image"):
+        self.images = images
+        self.input_name = input_name
+        self._cursor = 0
+
+    def get_next(self) -> dict | None:
+        if self._cursor >= len(self.images):
+            return None
+        image = self.images[self._cursor:self._cursor + 1].astype(np.float32)
+        self._cursor += 1
+        return {self.input_name: image}
+
+
+def preprocess_for_quantization(model_path: Path, output: Path) -> Path:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(model_path), str(output), skip_symbolic_shape=False)
+    return output
+
+
+def quantize_variant(prepared: Path, output: Path, reader, variant: Variant) -> Path:
+    import onnx
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[variant.method]
+    softmax = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Softmax"]
+    reader.rewind()
+    quantize_static(
+        str(prepared), str(output), reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=method,
+        nodes_to_exclude=softmax,   # probabilities stay float
+        extra_options={
+            "ActivationSymmetric": variant.symmetric,
+            "WeightSymmetric": True,
+            "CalibPercentile": 99.999,
+            "CalibMovingAverage": False,
+        },
+    )
+    return output
+
+
+def predict(model_path: Path, images: np.ndarray, batch: int = 8) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(["probabilities"], {"image": images[i:i + batch]})[0]
+                           for i in range(0, len(images), batch)])
+
+
+def latency_ms(model_path: Path, image: np.ndarray, repeats: int = 15) -> float:
+    """Median CPU latency at batch 1 (indicative; benchmarks/ measures it properly)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feed = {"image": image[None].astype(np.float32)}
+    for _ in range(3):
+        session.run(["probabilities"], feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(["probabilities"], feed)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def gate_check(fp32_probs: np.ndarray, int8_probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Agreement and metric drop of INT8 vs FP32 on labelled slices; ``passed`` against GATE."""
+    result = agreement(fp32_probs, int8_probs)
+    fp32_metrics = quality_metrics(expected_score(fp32_probs), labels)
+    int8_metrics = quality_metrics(expected_score(int8_probs), labels)
+    result["fp32"] = fp32_metrics
+    result["int8"] = int8_metrics
+    result["sum_drop"] = round(fp32_metrics["sum"] - int8_metrics["sum"], 4)
+    failures = []
+    if result["mean_abs_score_diff"] > GATE["max_mean_abs_score_diff"]:
+        failures.append(f"mean |score_int8 - score_fp32| {result['mean_abs_score_diff']:.4f} > "
+                        f"{GATE['max_mean_abs_score_diff']}")
+    if result["class_agreement"] < GATE["min_class_agreement"]:
+        failures.append(f"class agreement {result['class_agreement']:.3f} < "
+                        f"{GATE['min_class_agreement']}")
+    if result["sum_drop"] > GATE["max_sum_drop"]:
+        failures.append(f"PLCC+SROCC+KROCC drop {result['sum_drop']:.4f} > {GATE['max_sum_drop']}")
+    result["passed"] = not failures
+    result["failures"] = failures
+    return result
+
+
+def choose(results: dict[str, dict]) -> str:
+    """Pick a variant from validation results: passing ones only, symmetric preferred."""
+    passing = {name: r for name, r in results.items() if r["passed"]}
+    if not passing:
+        raise QuantizationGateError("no calibration passes the gate on the validation split: "
+                                    + "; ".join(f"{n}: {', '.join(r['failures'])}"
+                                                for n, r in results.items()))
+
+    def key(name):
+        r = passing[name]
+        return (r["mean_abs_score_diff"], -r["class_agreement"])
+
+    best = min(passing, key=key)
+    symmetric = [n for n in passing if n.endswith("-symmetric")]
+    if symmetric:
+        best_symmetric = min(symmetric, key=key)
+        if (passing[best_symmetric]["mean_abs_score_diff"]
+                <= SYMMETRIC_PREFERENCE * passing[best]["mean_abs_score_diff"] + 1e-4):
+            return best_symmetric
+    return best
+
+
+def _splits(calibration: Path, test_data: Path | None, seed: int):
+    items = read_folder(calibration)
+    train, val, test = split_by_group(items, seed=seed)
+    if test_data is not None:
+        test = read_folder(test_data)
+    return train, val, test
+
+
+def _arrays(items: list[LabelledSlice]) -> tuple[np.ndarray, np.ndarray]:
+    images = np.stack([load_image(i) for i in items])[..., None]
+    return images, np.array([i.score for i in items])
+
+
+def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndarray,
+                   val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                   output: Path, *, method: str = "auto", compare: bool = True, log=print) -> dict:
+    """Quantize ``model`` and write ``output`` only if the gate passes on ``test``."""
+    import onnx
+
+    model = Path(model)
+    variants = [Variant(m, s) for m in METHODS for s in (True, False)]
+    if method != "auto":
+        fixed = Variant.parse(method)
+        variants = variants if compare else [fixed]
+    reader = (ArrayCalibrationReader(calibration_items) if isinstance(calibration_items, np.ndarray)
+              else SliceCalibrationReader(calibration_items))
+    count = len(reader.images) if isinstance(reader, ArrayCalibrationReader) else len(reader.items)
+    val_images, val_labels = val
+    test_images, test_labels = test
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        prepared = preprocess_for_quantization(model, tmp / "prepared.onnx")
+        fp32_val = predict(model, val_images)
+        fp32_latency = latency_ms(model, val_images[0])
+        comparison: dict[str, dict] = {}
+        for variant in variants:
+            start = time.perf_counter()
+            path = quantize_variant(prepared, tmp / f"{variant.name}.onnx", reader, variant)
+            result = gate_check(fp32_val, predict(path, val_images), val_labels)
+            result["calibration_seconds"] = round(time.perf_counter() - start, 1)
+            result["cpu_latency_ms_batch1"] = latency_ms(path, val_images[0])
+            comparison[variant.name] = result
+            log(f"quantize: {variant.name}: mean |dscore| {result['mean_abs_score_diff']:.4f}, "
+                f"class agreement {result['class_agreement']:.3f}, sum drop {result['sum_drop']:+.4f}, "
+                f"{result['cpu_latency_ms_batch1']} ms/slice (FP32 {fp32_latency} ms)")
+        chosen = choose(comparison) if method == "auto" else Variant.parse(method).name
+        chosen_path = tmp / f"{chosen}.onnx"
+        gate = gate_check(predict(model, test_images), predict(chosen_path, test_images), test_labels)
+        log(f"quantize: chose {chosen}; held-out gate: {json.dumps({k: gate[k] for k in ('mean_abs_score_diff', 'class_agreement', 'sum_drop', 'passed')})}")
+        if not gate["passed"]:
+            raise QuantizationGateError(f"{output.name}: {chosen} fails the gate on the held-out "
+                                        f"split: {'; '.join(gate['failures'])}")
+        quantized = onnx.load(str(chosen_path))
+        card = read_card(onnx.load(str(model)))
+        card["precision"] = "int8"
+        card["quantization"] = {
+            "format": "QDQ, static, per-channel symmetric INT8 weights, INT8 activations",
+            "tool": "onnxruntime.quantization.quantize_static after quant_pre_process",
+            "calibration": chosen,
+            "calibration_slices": count,
+            "calibration_source": "training split, sorted file list (never the test split)",
+            "softmax": "kept in float",
+            "tensorrt_compatible": chosen.endswith("-symmetric"),
+            "selection": "on the validation split: variants passing the gate, symmetric activations "
+                         f"preferred unless an asymmetric one has a {SYMMETRIC_PREFERENCE}x smaller "
+                         "mean score difference",
+            "comparison_on_validation": comparison,
+            "fp32_cpu_latency_ms_batch1": fp32_latency,
+            "gate": GATE,
+            "held_out_gate": gate,
+            "fp32_model_sha256": sha256_file(model),
+        }
+        attach_card(quantized, card)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(quantized, str(output))
+    log(f"quantize: wrote {output}")
+    return card
+
+
+def quantize_command(model: str | Path, calibration: str | Path, output: str | Path, *,
+                     test_data: str | Path | None = None, calibration_count: int = 128,
+                     method: str = "auto", compare: bool = False, log=print) -> int:
+    """``python -m convert quantize``: exit 0 when written, 1 when the gate rejects the model."""
+    import onnx
+
+    model, output = Path(model), Path(output)
+    seed = (read_card(onnx.load(str(model))).get("training", {}) or {}).get("seed") or 0
+    train, val, test = _splits(Path(calibration), Path(test_data) if test_data else None, seed)
+    calibration_items = sorted(train, key=lambda i: (str(i.path), i.page))[:calibration_count]
+    if len(calibration_items) < 100:
+        log(f"quantize: warning: only {len(calibration_items)} calibration slices (100+ advised)")
+    log(f"quantize: {len(calibration_items)} calibration slices (training split), "
+        f"{len(val)} validation, {len(test)} held-out test")
+    try:
+        quantize_model(model, calibration_items, _arrays(val), _arrays(test), output,
+                       method=method, compare=compare or method == "auto", log=log)
+    except QuantizationGateError as exc:
+        log(f"quantize: rejected: {exc}")
+        return 1
+    return 0
