@@ -1,0 +1,85 @@
+"""``deltaiqa-lite evaluate --labels FILE PATH...``: validate the model on a site's scored images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+HELP = ("score images and compare with reference scores (LDCTIQAC JSON or CSV file,score): PLCC, "
+        "SROCC, KROCC, accuracy, MAE, per-class precision/recall, confusion matrix, bootstrap CIs")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from deltaiqa_lite.metrics import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
+
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="DICOM files or folders (recursive), .tif/.tiff (LDCTIQAC), .npy (HU)")
+    parser.add_argument("--labels", required=True, metavar="FILE",
+                        help="reference scores: LDCTIQAC JSON ({\"0000.tif\": 2.8} or "
+                             "{\"valid_0.tif\": {\"scores\": [...]}}) or CSV with header file,score "
+                             "(or file,frame,score); matched to inputs by file name")
+    parser.add_argument("--model", default="int8", help="'int8' (default), 'fp32', or an .onnx file")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="report on stdout (default table)")
+    parser.add_argument("-o", "--output", default=None, metavar="DIR",
+                        help="also write evaluation.json, evaluation.txt, slices.csv and "
+                             "confusion-matrix.png to DIR")
+    parser.add_argument("--bootstrap", type=_non_negative_int, default=DEFAULT_BOOTSTRAP_RESAMPLES,
+                        metavar="N", help=f"bootstrap resamples for the 95%% intervals "
+                                          f"(default {DEFAULT_BOOTSTRAP_RESAMPLES}; 0: none)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_BOOTSTRAP_SEED,
+                        help=f"bootstrap seed (default {DEFAULT_BOOTSTRAP_SEED})")
+    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "openvino", "tensorrt", "cuda"),
+                        help="execution provider (default auto)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="slices per inference call (8)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="onnxruntime intra-op threads (default: one per physical core)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deltaiqa_lite.evaluate import evaluate, to_json, write_outputs, write_table
+    from deltaiqa_lite.labels import read_labels
+    from deltaiqa_lite.score import Scorer
+
+    labels = read_labels(args.labels)  # before the model: a bad label file fails fast
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        scorer = Scorer(args.model, provider=args.provider, threads=args.threads,
+                        batch_size=args.batch_size)
+    for warning in caught:
+        print(f"deltaiqa-lite: warning: {warning.message}", file=sys.stderr)
+    evaluation = evaluate(scorer, args.paths, labels, resamples=args.bootstrap, seed=args.seed)
+    if args.format == "json":
+        json.dump(to_json(evaluation), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_table(sys.stdout, evaluation)
+    if args.output is not None:
+        for path in write_outputs(evaluation, args.output):
+            print(f"deltaiqa-lite: wrote {path}", file=sys.stderr)
+    for name, error in evaluation.failed:
+        print(f"deltaiqa-lite: {error}", file=sys.stderr)
+    if evaluation.unlabelled or evaluation.unused_labels:
+        print(f"deltaiqa-lite: warning: {len(evaluation.unlabelled)} scored inputs had no label and "
+              f"{len(evaluation.unused_labels)} labels matched no input (listed in the report)",
+              file=sys.stderr)
+    return 1 if evaluation.failed else 0
