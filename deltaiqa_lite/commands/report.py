@@ -1,0 +1,115 @@
+"""``deltaiqa-lite report``: series statistics, control charts and drift flags from the QA log."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+HELP = ("trend report from the QA log: per station / protocol / kernel, control charts with "
+        "drift flags, low-scoring series (table, CSV, JSON, PNG charts, HTML)")
+FORMATS = ("table", "csv", "json", "html")
+
+
+def _iso(text: str) -> str:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO date or date-time (2024-03-01 or "
+                                         f"2024-03-01T08:00), got '{text}'") from None
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from deltaiqa_lite.qa.options import DEFAULT_LOG, positive_float, positive_int
+    from deltaiqa_lite.qa.report import ChartRules
+
+    rules = ChartRules()
+    parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
+                        help=f"QA log to read (default ./{DEFAULT_LOG})")
+    parser.add_argument("--since", type=_iso, default=None, metavar="DATE",
+                        help="first acquisition date shown (history before it still forms the "
+                             "baseline)")
+    parser.add_argument("--until", type=_iso, default=None, metavar="DATE",
+                        help="show acquisitions before this date (exclusive)")
+    parser.add_argument("--days", type=positive_int, default=None,
+                        help="shortcut: --since N days before today")
+    parser.add_argument("--station", default=None, help="only this station name")
+    parser.add_argument("--protocol", default=None, help="only this protocol name")
+    parser.add_argument("--kernel", default=None, help="only this convolution kernel")
+    parser.add_argument("--baseline-days", type=positive_float, default=rules.baseline_days,
+                        help=f"baseline = first N days of each group (default {rules.baseline_days:g})")
+    parser.add_argument("--baseline-until", type=_iso, default=None, metavar="DATE",
+                        help="baseline = every series before DATE (overrides --baseline-days)")
+    parser.add_argument("--threshold", type=float, default=rules.threshold, metavar="SCORE",
+                        help=f"list series whose mean score is below SCORE ({rules.threshold:g})")
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="table (default, terminal), csv (one row per series), json, html")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="write the report to FILE instead of stdout")
+    parser.add_argument("--png-dir", default=None, metavar="DIR",
+                        help="also write one control-chart PNG per group into DIR")
+
+
+def _table(report) -> str:
+    lines = [f"QA log {report.log_path}; window {report.since or 'start'} .. "
+             f"{report.until or 'now'}; {len(report.groups)} groups"]
+    head = (f"{'station / protocol / kernel':40} {'series':>6} {'mean':>5} {'sd':>5} "
+            f"{'centre':>6} {'flags':>5} {'low':>4}  status")
+    lines += [head, "-" * len(head)]
+    for g in report.groups:
+        centre = f"{g.chart.centre:.2f}" if g.chart.centre is not None else "-"
+        lines.append(f"{g.title[:40]:40} {g.n_series:6d} {g.score_mean:5.2f} {g.score_sd:5.2f} "
+                     f"{centre:>6} {len(g.chart.flagged):5d} {len(g.below_threshold):4d}  "
+                     f"{g.chart.status}")
+    for g in report.out_of_control:
+        first = g.chart.flagged[0]
+        lines.append(f"OUT OF CONTROL {g.title}: first flag {first.time} series "
+                     f"{first.series_uid} ({', '.join(first.flags)}), {len(g.chart.flagged)} "
+                     "flagged series")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from deltaiqa_lite.qa.log import QALog
+    from deltaiqa_lite.qa.report import ChartRules, build_report, report_to_csv, report_to_json
+
+    if not Path(args.log).is_file():
+        print(f"deltaiqa-lite report: error: {args.log}: no such QA log", file=sys.stderr)
+        return 2
+    since = args.since
+    if args.days is not None:
+        since = (date.today() - timedelta(days=args.days)).isoformat()
+    rules = ChartRules(baseline_days=args.baseline_days, baseline_until=args.baseline_until,
+                       threshold=args.threshold)
+    with QALog(args.log) as log:
+        report = build_report(log, since=since, until=args.until, rules=rules,
+                              station=args.station, protocol=args.protocol, kernel=args.kernel)
+    if args.format == "csv":
+        text = report_to_csv(report)
+    elif args.format == "json":
+        text = report_to_json(report) + "\n"
+    elif args.format == "html":
+        from deltaiqa_lite.qa.html import render_html
+
+        text = render_html(report)
+    else:
+        text = _table(report)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if args.png_dir:
+        from deltaiqa_lite.qa.chart import draw_chart
+
+        folder = Path(args.png_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for g in report.groups:
+            name = "_".join((v or "none") for v in (g.station_name, g.protocol_name, g.kernel))
+            safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+            (folder / f"{safe}.png").write_bytes(draw_chart(g.chart, g.title,
+                                                            threshold=rules.threshold))
+    return 0
