@@ -28,6 +28,9 @@ from deltaiqa_lite.metrics import (DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRA
 __all__ = ["PairedSlice", "Evaluation", "evaluate", "evaluate_results", "write_table", "to_json",
            "write_outputs"]
 
+# Below this many labelled slices the table says the figures are rough: a
+# bootstrap of a handful of slices spans nearly the whole -1..1 range.
+SMALL_SAMPLE = 30
 _METRIC_NAMES = {"plcc": "PLCC", "srocc": "SROCC", "krocc": "KROCC",
                  "correlation_sum": "PLCC+SROCC+KROCC", "accuracy": "accuracy (rounded)",
                  "mae": "MAE"}
@@ -225,7 +228,11 @@ def write_table(stream: TextIO, evaluation: Evaluation) -> None:
             interval = a.intervals[name]
             line += f"   {_fmt(interval.low)} .. {_fmt(interval.high)}"
         write(line + "\n")
-    write(f"{'accuracy (argmax p)':<20} {_fmt(a.argmax_accuracy):>7}\n\n")
+    write(f"{'accuracy (argmax p)':<20} {_fmt(a.argmax_accuracy):>7}\n")
+    if a.n < SMALL_SAMPLE:
+        write(f"note: only {a.n} labelled slices; correlations and intervals are rough below "
+              f"about {SMALL_SAMPLE}\n")
+    write("\n")
     write("classes: score and label rounded half up to 0..4\n")
     write(f"{'class':<13} {'reference':>9} {'predicted':>9} {'precision':>9} {'recall':>7}\n")
     for k, name in enumerate(evaluation.class_labels):
