@@ -147,6 +147,7 @@ def test_cli_evaluate_all_ok_table(site, tiny_model, capsys):
     out = capsys.readouterr().out
     assert status == 0
     assert "slices evaluated 3" in out and "KROCC" in out
+    assert "only 3 labelled slices" in out
 
 
 @pytest.mark.parametrize("label_text,message", [
