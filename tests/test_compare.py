@@ -77,3 +77,20 @@ def test_cli_compare(models, slices, tmp_path, capsys):
                    "--format", "json"])
     assert status == 0
     assert json.loads(capsys.readouterr().out)["max_abs_difference"] == 0.0
+
+
+def test_compare_shipped_int8_with_fp32(shipped_models):
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dcm"))
+    if not examples:
+        pytest.skip("no examples/*.dcm")
+    fp32 = Scorer(shipped_models / "deltaiqa-fp32.onnx", provider="cpu")
+    int8 = Scorer(shipped_models / "deltaiqa-int8.onnx", provider="cpu")
+    comparison = compare(fp32, int8, examples)
+    assert len(comparison.pairs) == len(examples) and not comparison.failed
+    difference = np.array([r8.score - r32.score for r32, r8 in
+                           zip(fp32.score_paths(examples), int8.score_paths(examples))])
+    assert comparison.max_abs_difference == pytest.approx(np.abs(difference).max())
+    assert comparison.mean_difference == pytest.approx(difference.mean())
+    assert comparison.a.precision == "fp32" and comparison.b.precision == "int8"

@@ -161,3 +161,28 @@ def test_cli_evaluate_label_problems_exit_2(site, tiny_model, tmp_path, capsys, 
                    "--model", str(tiny_model), "--provider", "cpu"])
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_examples_with_shipped_model(shipped_models, tmp_path):
+    """The README example: the simulator labels in the examples' headers as a site's label file."""
+    from pathlib import Path
+
+    import pydicom
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dcm"))
+    if not examples:
+        pytest.skip("no examples/*.dcm")
+    rows = ["file,score"]
+    for path in examples:
+        comment = str(pydicom.dcmread(path, stop_before_pixels=True).ImageComments)
+        rows.append(f"{path.name},{float(comment.rsplit('simulator label', 1)[1]):.1f}")
+    labels_file = tmp_path / "site-labels.csv"
+    labels_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    scorer = Scorer(shipped_models / "deltaiqa-int8.onnx", provider="cpu")
+    evaluation = evaluate(scorer, examples, read_labels(labels_file), resamples=100)
+    assert evaluation.agreement.n == len(examples)
+    assert not evaluation.failed and not evaluation.unlabelled and not evaluation.unused_labels
+    scores = np.array([p.score for p in evaluation.pairs])
+    reference = np.array([p.reference for p in evaluation.pairs])
+    assert evaluation.agreement.srocc == pytest.approx(
+        scipy_stats.spearmanr(scores, reference).statistic, abs=1e-9)

@@ -307,3 +307,30 @@ def test_cli_explain_all_ok_and_usage_errors(tiny_model, inputs, tmp_path, capsy
     assert main(["explain", str(inputs / "stack.tif"), "--model", "int8", "-o", str(tmp_path)]) == 2
     assert "Grad-CAM runs on the FP32 model" in capsys.readouterr().err
     assert main(["explain", str(inputs / "stack.tif")]) == 2  # --output is required
+
+
+# -- end to end: shipped FP32 model on the shipped examples -----------------
+
+def test_explain_examples_with_shipped_model(shipped_models, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from deltaiqa_lite.score import Scorer
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dcm"))
+    if not examples:
+        pytest.skip("no examples/*.dcm")
+    fp32 = shipped_models / "deltaiqa-fp32.onnx"
+    # The head found by shape is checked against the model's own probabilities
+    # inside explain_paths: this proves the convert/ export keeps the dense
+    # weights findable (biases included) and conv5 exposed.
+    explanations = Explainer(str(fp32), provider="cpu").explain_paths(examples)
+    scores = Scorer(str(fp32), provider="cpu").score_paths(examples)
+    assert [e.status for e in explanations] == ["ok"] * len(examples)
+    for explanation, result in zip(explanations, scores):
+        assert explanation.score == pytest.approx(result.score, abs=1e-5)
+        assert explanation.heatmap.shape == explanation.display.shape == (512, 512)
+        png = write_explanation(explanation, tmp_path)[0]
+        with Image.open(png) as image:
+            assert image.size == (512, 512)
