@@ -182,5 +182,5 @@ def write_table(stream: TextIO, comparison: Comparison) -> None:
         write(f"{k:>6}" + "".join(f"{int(v):>6}" for v in row) + "\n")
     if c.failed:
         write(f"\nfailed ({len(c.failed)}):\n")
-        for side, name, error in c.failed:
+        for side, _name, error in c.failed:
             write(f"  model {side}: {error}\n")

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         for path in write_outputs(evaluation, args.output):
             print(f"deltaiqa-lite: wrote {path}", file=sys.stderr)
-    for name, error in evaluation.failed:
+    for _name, error in evaluation.failed:
         print(f"deltaiqa-lite: {error}", file=sys.stderr)
     if evaluation.unlabelled or evaluation.unused_labels:
         print(f"deltaiqa-lite: warning: {len(evaluation.unlabelled)} scored inputs had no label and "
