@@ -177,3 +177,29 @@ def test_python_m_and_lazy_imports(tiny_model, inputs):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["slices"][0]["status"] == "ok"
     assert "HEAVY []" in done.stderr
+
+
+def test_progress_only_when_stderr_is_a_terminal(tiny_model, inputs):
+    import pty
+    script = "import sys; from deltaiqa_lite.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", script, "score", *inputs["good"], "--model", str(tiny_model), "--format", "csv"]
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "read " not in piped.stderr
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert b"read 3/3 files" in b"".join(chunks)
+    assert b"read " not in done.stdout  # results stay clean on stdout

@@ -12,7 +12,7 @@ with the file name and the reason; nothing here calls ``sys.exit``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -74,7 +74,6 @@ class Slice:
     normal: tuple[float, float, float] | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     series_description: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
