@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_model
+from model_builders import make_tiny_model
 from dicom_builders import ct_dataset, phantom_hu, save
 
 REPO = Path(__file__).resolve().parents[1]

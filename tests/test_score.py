@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import CARD, make_tiny_model, tiny_probabilities
+from model_builders import CARD, make_tiny_model, tiny_probabilities
 from dicom_builders import ct_dataset, enhanced_ct_dataset, phantom_hu, save
 from deltaiqa_lite import DeltaIQAError, InputError, Scorer, SliceResult
 from deltaiqa_lite.errors import ModelError

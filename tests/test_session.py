@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import CARD, make_tiny_model
+from model_builders import CARD, make_tiny_model
 from deltaiqa_lite.card import read_card, read_metadata
 from deltaiqa_lite.errors import ModelError, ProviderError
 from deltaiqa_lite.session import (PROVIDERS, _provider_options, available_providers, create_session,
