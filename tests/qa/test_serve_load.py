@@ -82,7 +82,8 @@ def test_burst_of_500_slices(tmp_path: Path, queue_size: int) -> None:
     stamps = sorted(datetime.fromisoformat(r.scored_at) for r in rows)
     peak = float(re.search(r"peak RSS (\d+) MiB", err).group(1))
     figures = {
-        "slices": N_SLICES, "queue_size": queue_size, "model": model.name, "provider": rows[0].provider,
+        "slices": N_SLICES, "queue_size": queue_size, "model_file": model.name,
+        "model": rows[0].model, "precision": rows[0].precision, "provider": rows[0].provider,
         "send_wall_s": round(received_s, 2),
         "received_slices_per_s": round(N_SLICES / received_s, 1),
         "all_scored_wall_s": round(scored_s, 2),
