@@ -67,7 +67,7 @@ class Evaluation:
     agreement: Agreement
     class_labels: list[str]
     unlabelled: list[str] = field(default_factory=list)   # scored inputs with no label
-    unused_labels: list[str] = field(default_factory=list)  # labels that matched no input
+    unused_labels: list[str] = field(default_factory=list)  # labels of no scored input (failed ones too)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
 
 
@@ -244,7 +244,7 @@ def write_table(stream: TextIO, evaluation: Evaluation) -> None:
         write(f"{k:>6}" + "".join(f"{int(v):>6}" for v in a.confusion[k]) + "\n")
     for title, items in (("failed inputs", [f"{n}: {e}" for n, e in evaluation.failed]),
                          ("scored inputs without a label", evaluation.unlabelled),
-                         ("labels without an input", evaluation.unused_labels)):
+                         ("labels without a scored input", evaluation.unused_labels)):
         if items:
             write(f"\n{title} ({len(items)}):\n")
             for item in items:

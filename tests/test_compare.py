@@ -70,7 +70,7 @@ def test_cli_compare(models, slices, tmp_path, capsys):
     assert "model A:" in captured.err and "zz-broken.npy" in captured.err
     assert "max |B - A|" in captured.out and "class agreement" in captured.out
     report = json.loads(report_file.read_text())
-    assert report["counts"] == {"inputs": 7, "compared_slices": 6, "failed": 2}
+    assert report["counts"] == {"inputs": 7, "compared_slices": 6, "failed": 2}, report["failed"]
     assert len(report["slices"]) == 6
     status = main(["compare", "--model-a", str(models[0]), "--model-b", str(models[0]),
                    "--provider-a", "cpu", "--provider-b", "cpu", str(slices / "s0.npy"),

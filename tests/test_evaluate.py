@@ -111,7 +111,7 @@ def test_outputs_table_json_csv_png(site, scorer, tmp_path):
     table = io.StringIO()
     write_table(table, evaluation)
     text = table.getvalue()
-    for needle in ("PLCC+SROCC+KROCC", "labels without an input (1):", "missing.npy",
+    for needle in ("PLCC+SROCC+KROCC", "labels without a scored input (1):", "missing.npy",
                    "scored inputs without a label (1):", "failed inputs (1):", "confusion matrix"):
         assert needle in text
     with Image.open(written[3]) as png:
