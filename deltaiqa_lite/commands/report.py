@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _table(report) -> str:
-    lines = [f"QA log {report.log_path}; window {report.since or 'start'} .. "
-             f"{report.until or 'now'}; {len(report.groups)} groups"]
+    window = f"{report.since or 'start'} .. {report.until or 'now'}"
+    lines = [f"QA log {report.log_path}; window {window}; {len(report.groups)} groups"]
     head = (f"{'station / protocol / kernel':40} {'series':>6} {'mean':>5} {'sd':>5} "
             f"{'centre':>6} {'flags':>5} {'low':>4}  status")
     lines += [head, "-" * len(head)]
@@ -75,7 +75,12 @@ def _table(report) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.log import QALog
-    from deltaiqa_lite.qa.report import ChartRules, build_report, report_to_csv, report_to_json
+    from deltaiqa_lite.qa.report import (
+        ChartRules,
+        build_report,
+        report_to_csv,
+        report_to_json,
+    )
 
     if not Path(args.log).is_file():
         print(f"deltaiqa-lite report: error: {args.log}: no such QA log", file=sys.stderr)

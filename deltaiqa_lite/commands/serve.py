@@ -31,7 +31,11 @@ def _port(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import add_scoring_arguments, positive_float, positive_int
+    from deltaiqa_lite.qa.options import (
+        add_scoring_arguments,
+        positive_float,
+        positive_int,
+    )
 
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "

@@ -11,7 +11,11 @@ HELP = "watch a folder: score each new CT DICOM file once it is completely writt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import add_scoring_arguments, positive_float, positive_int
+    from deltaiqa_lite.qa.options import (
+        add_scoring_arguments,
+        positive_float,
+        positive_int,
+    )
 
     parser.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument("--archive", default=None, metavar="DIR",

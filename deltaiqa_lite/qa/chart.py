@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from itertools import pairwise
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -43,7 +44,7 @@ def _time(text: str) -> float:
 
 def _dashed(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour: tuple,
             dash: int = 6, width: int = 1) -> None:
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in pairwise(points):
         length = max(abs(x1 - x0), 1.0)
         steps = int(length // dash)
         for s in range(0, steps + 1, 2):

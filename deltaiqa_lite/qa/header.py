@@ -254,14 +254,14 @@ def read_qa_header(path: str | os.PathLike[str], *,
         try:
             # Some exporters omit the 128-byte preamble; pydicom reads those with force.
             ds = pydicom.dcmread(name, stop_before_pixels=True, force=True)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input
+        except Exception as exc:
             raise InputError(name, f"not a DICOM file ({exc})") from exc
         if "SOPInstanceUID" not in ds and not getattr(ds, "file_meta", None):
             raise InputError(name, "not a DICOM file (no preamble, no File Meta "
                                    "Information, no SOP Instance UID)")
     except OSError as exc:
         raise InputError(name, f"cannot read ({exc.strerror or exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - truncated or corrupt headers
+    except Exception as exc:
         raise InputError(name, f"unreadable DICOM header ({exc})") from exc
     return header_from_dataset(ds, patient_id_salt=patient_id_salt)
 

@@ -37,17 +37,17 @@ def render_html(report: QAReport) -> str:
         "<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<title>deltaiqa-lite QA report</title>", f"<style>{_STYLE}</style></head><body>",
         "<h1>deltaiqa-lite QA report</h1>",
-        f"<p>Log <code>{escape(report.log_path)}</code>, window {escape(window)}, "
-        f"generated {escape(report.generated_at)} (UTC).</p>",
-        "<p class=\"muted\">Research and QA use only, not diagnosis. Baseline: first "
-        f"{escape(rules.baseline_until or f'{rules.baseline_days:g} days')} of each group "
-        f"(at least {rules.min_baseline} series). Rules: EWMA lambda {rules.ewma_lambda:g}, "
-        f"limits +-{rules.ewma_limit:g} sigma; Shewhart +-{rules.shewhart_limit:g} sigma; "
-        f"series listed below score {rules.threshold:g}.</p>",
-        "<h2>Summary</h2><table><tr><th class=\"text\">station / protocol / kernel</th>"
-        "<th>series</th><th>slices</th><th>mean</th><th>SD</th><th>min</th><th>max</th>"
-        "<th>centre</th><th>flagged</th><th class=\"text\">status</th>"
-        "<th>below threshold</th></tr>",
+        (f"<p>Log <code>{escape(report.log_path)}</code>, window {escape(window)}, "
+         f"generated {escape(report.generated_at)} (UTC).</p>"),
+        ("<p class=\"muted\">Research and QA use only, not diagnosis. Baseline: first "
+         f"{escape(rules.baseline_until or f'{rules.baseline_days:g} days')} of each group "
+         f"(at least {rules.min_baseline} series). Rules: EWMA lambda {rules.ewma_lambda:g}, "
+         f"limits +-{rules.ewma_limit:g} sigma; Shewhart +-{rules.shewhart_limit:g} sigma; "
+         f"series listed below score {rules.threshold:g}.</p>"),
+        ("<h2>Summary</h2><table><tr><th class=\"text\">station / protocol / kernel</th>"
+         "<th>series</th><th>slices</th><th>mean</th><th>SD</th><th>min</th><th>max</th>"
+         "<th>centre</th><th>flagged</th><th class=\"text\">status</th>"
+         "<th>below threshold</th></tr>"),
     ]
     for g in report.groups:
         css = "bad" if g.chart.status == "out-of-control" else (

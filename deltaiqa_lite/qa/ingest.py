@@ -45,7 +45,7 @@ def _strip_path(message: str, path: str) -> str:
     # InputError messages lead with the full path; the log keeps the file name in
     # its own column, so the reason is stored without the (possibly long) path.
     prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message.removeprefix(prefix)
 
 
 def header_record(header: QAHeader, *, source: str, status: str, file_name: str | None,

@@ -369,7 +369,7 @@ class QALog:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "QALog":
+    def __enter__(self) -> QALog:
         return self
 
     def __exit__(self, *exc: object) -> None:

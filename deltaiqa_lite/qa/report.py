@@ -36,6 +36,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from deltaiqa_lite.qa.log import QALog, SeriesRow, utc_now
 
@@ -166,7 +167,7 @@ def control_chart(values: Sequence[float], baseline: Sequence[bool], *,
         return ControlChart("insufficient-baseline", None, None, None, None, len(base),
                             baseline_end, points)
     centre = math.fsum(base) / len(base)
-    moving = [abs(b - a) for a, b in zip(base, base[1:])]
+    moving = [abs(b - a) for a, b in pairwise(base)]
     sigma = math.fsum(moving) / len(moving) / D2_MOVING_RANGE
     if sigma <= 0.0:
         # A constant baseline (e.g. a phantom-like test feed): any change is a change.

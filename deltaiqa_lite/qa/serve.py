@@ -55,8 +55,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deltaiqa_lite.errors import DeltaIQAError, InputError
-from deltaiqa_lite.qa.header import (CT_SOP_CLASSES, QAHeader, is_valid_uid, read_qa_header,
-                                     refusal_reason)
+from deltaiqa_lite.qa.header import (
+    CT_SOP_CLASSES,
+    QAHeader,
+    is_valid_uid,
+    read_qa_header,
+    refusal_reason,
+)
 from deltaiqa_lite.qa.ingest import Ingestor, header_record
 from deltaiqa_lite.qa.log import SliceRecord
 
@@ -197,8 +202,12 @@ class QAServer:
     def start(self) -> tuple[str, int]:
         """Bind, start the worker and the server thread; return (host, port) really bound."""
         try:
-            from pynetdicom import (ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts,
-                                    evt)
+            from pynetdicom import (
+                AE,
+                ALL_TRANSFER_SYNTAXES,
+                AllStoragePresentationContexts,
+                evt,
+            )
             from pynetdicom.sop_class import Verification
         except ImportError as error:
             raise ServeError("serve needs pynetdicom: pip install 'deltaiqa-lite[net]'") from error

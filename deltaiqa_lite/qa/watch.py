@@ -33,7 +33,14 @@ from pathlib import Path
 
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.header import QAHeader
-from deltaiqa_lite.qa.ingest import DUPLICATE, ERROR, REFUSED, SCORED, FileOutcome, Ingestor
+from deltaiqa_lite.qa.ingest import (
+    DUPLICATE,
+    ERROR,
+    REFUSED,
+    SCORED,
+    FileOutcome,
+    Ingestor,
+)
 
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".filepart")
 FAILED_SUBFOLDER = "failed"
@@ -236,4 +243,4 @@ class FolderWatcher:
         return self.stats
 
 
-__all__ = ["FolderWatcher", "WatchStats", "SCORED", "REFUSED", "ERROR", "DUPLICATE"]
+__all__ = ["DUPLICATE", "ERROR", "REFUSED", "SCORED", "FolderWatcher", "WatchStats"]

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from deltaiqa_lite.qa.report import ChartRules, control_chart  # noqa: E402
+from deltaiqa_lite.qa.report import ChartRules, control_chart
 
 
 def false_alarm_rate(rules: ChartRules, *, baseline: int, after: int, runs: int, seed: int) -> float:

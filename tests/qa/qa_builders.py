@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -90,7 +89,7 @@ def dcmtk_tool(name: str) -> str | None:
         if not os.access(candidate, os.X_OK):
             continue
         try:
-            out = subprocess.run([candidate, "--version"], capture_output=True, text=True,
+            out = subprocess.run([candidate, "--version"], capture_output=True, text=True, check=False,
                                  timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             continue

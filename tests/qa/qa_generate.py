@@ -59,6 +59,6 @@ def generate_log(path: Path, *, days: int = 90, seed: int = 7, series_per_day: i
                             study_uid=series_uid + ".0", sop_instance_uid=f"{series_uid}.{k + 1}",
                             acquisition_datetime=stamp, station_name=group.station,
                             protocol_name=group.protocol, kernel=group.kernel, modality="CT",
-                            score=score, likert=int(round(score)), model="generated"))
+                            score=score, likert=round(score), model="generated"))
             log.record(records)
     return order

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from qa_builders import MR_IMAGE_STORAGE, write_ct
+from qa_generate import generate_log
 
 from deltaiqa_lite.cli import main
 from deltaiqa_lite.qa.log import QALog
-from qa_builders import MR_IMAGE_STORAGE, write_ct
-from qa_generate import generate_log
 
 
 @pytest.fixture(scope="module")

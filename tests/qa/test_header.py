@@ -4,11 +4,22 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
+from qa_builders import (
+    ENHANCED_CT_IMAGE_STORAGE,
+    MR_IMAGE_STORAGE,
+    ct_dataset,
+    write_ct,
+)
 
 from deltaiqa_lite.errors import InputError
-from deltaiqa_lite.qa.header import (QAHeader, header_from_dataset, is_valid_uid, patient_hash,
-                                     read_qa_header, refusal_reason)
-from qa_builders import ENHANCED_CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, ct_dataset, write_ct
+from deltaiqa_lite.qa.header import (
+    QAHeader,
+    header_from_dataset,
+    is_valid_uid,
+    patient_hash,
+    read_qa_header,
+    refusal_reason,
+)
 
 
 def test_reads_acquisition_fields(tmp_path: Path) -> None:

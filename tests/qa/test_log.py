@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from deltaiqa_lite.qa.log import (APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, QALog, QALogError,
-                                  SliceRecord, migrate, schema_version)
+from deltaiqa_lite.qa.log import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    QALog,
+    QALogError,
+    SliceRecord,
+    migrate,
+    schema_version,
+)
 
 
 def _ok(series: str, sop: str, score: float, **extra) -> SliceRecord:

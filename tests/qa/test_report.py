@@ -10,13 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from qa_generate import generate_log
 
 from deltaiqa_lite.qa.chart import draw_chart
 from deltaiqa_lite.qa.html import render_html
 from deltaiqa_lite.qa.log import QALog
-from deltaiqa_lite.qa.report import (ChartRules, build_report, control_chart, report_to_csv,
-                                     report_to_json)
-from qa_generate import generate_log
+from deltaiqa_lite.qa.report import (
+    ChartRules,
+    build_report,
+    control_chart,
+    report_to_csv,
+    report_to_json,
+)
 
 # Documented in README-qa.md (tests/qa/chart_simulation.py): a sustained shift of
 # >= 2 sigma of the series-to-series spread is flagged within 14 series (99 % of runs).

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,15 +13,15 @@ import pytest
 
 pynetdicom = pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdicom)")
 
-from pynetdicom import AE  # noqa: E402
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # noqa: E402
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+from qa_builders import MR_IMAGE_STORAGE, ct_dataset, dcmtk_tool, write_ct
 
-from deltaiqa_lite import Scorer  # noqa: E402
-from deltaiqa_lite.errors import InputError  # noqa: E402
-from deltaiqa_lite.qa.ingest import Ingestor  # noqa: E402
-from deltaiqa_lite.qa.log import QALog  # noqa: E402
-from deltaiqa_lite.qa.serve import QAServer, ServeConfig, safe_child  # noqa: E402
-from qa_builders import MR_IMAGE_STORAGE, ct_dataset, dcmtk_tool, write_ct  # noqa: E402
+from deltaiqa_lite import Scorer
+from deltaiqa_lite.errors import InputError
+from deltaiqa_lite.qa.ingest import Ingestor
+from deltaiqa_lite.qa.log import QALog
+from deltaiqa_lite.qa.serve import QAServer, ServeConfig, safe_child
 
 REPO = Path(__file__).resolve().parents[2]
 STORESCU, ECHOSCU = dcmtk_tool("storescu"), dcmtk_tool("echoscu")
@@ -92,16 +91,16 @@ def test_dcmtk_storescu_echoscu(tmp_path: Path, tiny_model: Path) -> None:
                           str(tmp_path / "store"))
     try:
         assert server.host == "127.0.0.1"
-        echo = subprocess.run([ECHOSCU, "-aet", "SCANNER", "-aec", "DELTAIQA", server.host,
+        echo = subprocess.run(check=False, args=[ECHOSCU, "-aet", "SCANNER", "-aec", "DELTAIQA", server.host,
                                str(server.port)], capture_output=True, text=True, timeout=30)
         assert echo.returncode == 0, echo.stderr
-        store = subprocess.run([STORESCU, "-aet", "SCANNER", "-aec", "DELTAIQA", server.host,
+        store = subprocess.run(check=False, args=[STORESCU, "-aet", "SCANNER", "-aec", "DELTAIQA", server.host,
                                 str(server.port), *map(str, files)],
                                capture_output=True, text=True, timeout=60)
         assert store.returncode == 0, store.stderr
         assert server.wait_logged(4) == {"ok": 4}
         # An unknown calling AE title is rejected at association.
-        intruder = subprocess.run([ECHOSCU, "-aet", "INTRUDER", "-aec", "DELTAIQA", server.host,
+        intruder = subprocess.run(check=False, args=[ECHOSCU, "-aet", "INTRUDER", "-aec", "DELTAIQA", server.host,
                                    str(server.port)], capture_output=True, text=True, timeout=30)
         assert intruder.returncode != 0
         assert "Calling AE Title Not Recognized" in intruder.stdout + intruder.stderr
@@ -174,7 +173,7 @@ def test_ack_refused_answers_success(tmp_path: Path, tiny_model: Path, scu: AE) 
 
 def test_non_loopback_without_allow_list_is_a_usage_error(tmp_path: Path, tiny_model: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "deltaiqa_lite", "serve", "--host", "0.0.0.0",
+    done = subprocess.run(check=False, args=[sys.executable, "-m", "deltaiqa_lite", "serve", "--host", "0.0.0.0",
                            "--port", "0", "--model", str(tiny_model), "--log",
                            str(tmp_path / "qa.sqlite")], capture_output=True, text=True, env=env,
                           timeout=60)
@@ -317,3 +316,25 @@ def test_hostile_uids_never_escape_storage(tmp_path: Path, scorer: Scorer, scu: 
     assert everything - inside == {root.resolve()}  # nothing written outside the node folder
     assert not list(tmp_path.rglob("escaped*"))
     assert list((root / "store").rglob("*.dcm")) == []
+
+
+def test_enhanced_ct_frames_logged_per_frame(tmp_path: Path, scorer: Scorer) -> None:
+    from dicom_builders import enhanced_ct_dataset, phantom_hu
+    from pynetdicom.sop_class import EnhancedCTImageStorage
+
+    ds = enhanced_ct_dataset([phantom_hu(seed=k) for k in range(3)], shared_rescale=(1.0, -1024.0))
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(EnhancedCTImageStorage)
+    with QALog(tmp_path / "qa.sqlite") as log:
+        server = _server(tmp_path, scorer, log)
+        assoc = ae.associate(*server.address, ae_title="DELTAIQA")
+        status = assoc.send_c_store(ds).Status
+        assoc.release()
+        stats = server.stop()
+        assert status == 0 and stats.scored == 1 and stats.slices == 3
+        rows = log.slices()
+        assert [(r.sop_instance_uid, r.frame) for r in rows] == [(ds.SOPInstanceUID, k)
+                                                                  for k in range(3)]
+        assert all(r.slice_thickness_mm == 1.0 and r.status == "ok" for r in rows)
+        (series,) = log.series()
+        assert series.n_slices == 3

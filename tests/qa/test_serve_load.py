@@ -20,9 +20,10 @@ import pytest
 
 pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdicom)")
 
-from deltaiqa_lite.qa.log import QALog  # noqa: E402
-from qa_builders import ct_dataset, dcmtk_tool  # noqa: E402
-from test_serve import ServeProcess  # noqa: E402
+from qa_builders import ct_dataset, dcmtk_tool
+from test_serve import ServeProcess
+
+from deltaiqa_lite.qa.log import QALog
 
 N_SLICES = 500
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def test_burst_of_500_slices(tmp_path: Path, queue_size: int) -> None:
     server = ServeProcess(tmp_path, model, "--allow", "SCANNER", "--queue-size", str(queue_size))
     try:
         started = time.monotonic()
-        sent = subprocess.run([storescu, "-aet", "SCANNER", "-aec", "DELTAIQA", "+sd",
+        sent = subprocess.run(check=False, args=[storescu, "-aet", "SCANNER", "-aec", "DELTAIQA", "+sd",
                                server.host, str(server.port), str(burst)],
                               capture_output=True, text=True, timeout=600)
         received_s = time.monotonic() - started

@@ -4,13 +4,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from qa_builders import MR_IMAGE_STORAGE, ct_dataset, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog
 from deltaiqa_lite.qa.watch import FolderWatcher
-from qa_builders import MR_IMAGE_STORAGE, ct_dataset, write_ct
 
 
 class Clock:
