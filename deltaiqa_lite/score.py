@@ -368,3 +368,27 @@ class Scorer:
         Files that could not be read form a last group with ``series_uid=None``.
         """
         return group_results(self.score_paths(folder, progress=progress), flag_below=flag_below)
+
+    # -- explanations ----------------------------------------------------------
+
+    def explain(self, paths: Sequence[str | os.PathLike] | str | os.PathLike):
+        """Grad-CAM on ``conv5`` for each slice of ``paths`` (list of ``Explanation``).
+
+        Grad-CAM needs float dense weights, so it always runs on the FP32 model:
+        this scorer's own model when it is FP32, else ``deltaiqa-fp32.onnx`` beside
+        it, else the shipped FP32 model, on
+        the same execution provider. The FP32 session is made on first use and
+        kept. See :mod:`deltaiqa_lite.explain`.
+        """
+        from deltaiqa_lite.explain import Explainer
+
+        if getattr(self, "_explainer", None) is None:
+            model: str | Path = self.model_path
+            if self.precision != "fp32":
+                sibling = self.model_path.with_name("deltaiqa-fp32.onnx")
+                model = sibling if sibling.is_file() else "fp32"
+            self._explainer = Explainer(model, provider=self.session_info.resolved,
+                                        batch_size=self.batch_size, image_window=self.image_window)
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        return self._explainer.explain_paths(paths)

@@ -334,3 +334,17 @@ def test_explain_examples_with_shipped_model(shipped_models, tmp_path):
         png = write_explanation(explanation, tmp_path)[0]
         with Image.open(png) as image:
             assert image.size == (512, 512)
+
+
+def test_scorer_explain_uses_fp32_even_for_int8_scorer(shipped_models):
+    from pathlib import Path
+
+    from deltaiqa_lite.score import Scorer
+
+    example = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dcm"))[0]
+    int8 = Scorer(str(shipped_models / "deltaiqa-int8.onnx"), provider="cpu")
+    (explanation,) = int8.explain(example)
+    fp32_score = Scorer(str(shipped_models / "deltaiqa-fp32.onnx"), provider="cpu").score_file(example)
+    assert explanation.status == "ok"
+    assert explanation.score == pytest.approx(fp32_score.score, abs=1e-5)
+    assert int8._explainer.scorer.precision == "fp32"
