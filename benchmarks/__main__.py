@@ -1,0 +1,50 @@
+"""``python -m benchmarks run [--smoke] [--out DIR] [--models DIR] [--weights FILE] [--skip SECTION ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks.suite import REPO, SECTIONS, Config, run_suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the suite and write results.json, results.md, latency.png")
+    run.add_argument("--smoke", action="store_true",
+                     help="a few calls of everything (CI proves the suite works; figures mean little)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="results folder (default benchmarks/results, or build/bench-smoke with --smoke)")
+    run.add_argument("--models", type=Path, default=None,
+                     help="folder with deltaiqa-int8.onnx and deltaiqa-fp32.onnx (default models/)")
+    run.add_argument("--weights", type=Path, default=None,
+                     help="Keras .weights.h5 for the baseline (default models/deltaiqa.weights.h5 "
+                          "with the shipped models; random weights otherwise)")
+    run.add_argument("--skip", nargs="+", choices=SECTIONS, default=[], metavar="SECTION",
+                     help=f"sections to leave out: {', '.join(SECTIONS)}")
+    run.add_argument("--build-python", default=sys.executable,
+                     help="Python of the build environment (TensorFlow) for the Keras baseline")
+    run.add_argument("--no-create-venvs", action="store_true",
+                     help="do not create the OpenVINO venv when it is missing (skip that section)")
+    run.add_argument("--note", action="append", default=[], help="a note written into the results")
+    args = parser.parse_args(argv)
+    out = args.out or (REPO / "build" / "bench-smoke" if args.smoke else REPO / "benchmarks" / "results")
+    config = Config(out=out, smoke=args.smoke, models_dir=args.models, weights=args.weights, skip=set(args.skip),
+                    build_python=args.build_python, create_venvs=not args.no_create_venvs)
+    results = run_suite(config, notes=args.note)
+    failed = [name for name, section in results.items() if isinstance(section, dict) and "error" in section]
+    print(f"results in {out}: results.json, results.md, latency.png; wall {results['wall_s']} s", file=sys.stderr)
+    for row in results["targets"]:
+        value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
+        met = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
+        print(f"{row['what']}: {value} (target {row['target']}) {met}")
+    if failed:
+        print(f"benchmarks: sections failed: {', '.join(failed)} (see results.json)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
