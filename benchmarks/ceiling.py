@@ -5,9 +5,13 @@ product run by onnxruntime's own kernels (MLAS) on this machine, with the same
 thread count as the model run it is compared with:
 
 - FP32: ``MatMul`` of a float input by a float initializer;
-- INT8: ``MatMulInteger`` (uint8 x int8 -> int32) and ``QLinearMatMul``
-  (uint8 x int8 -> uint8, what QDQ MatMul becomes after onnxruntime's fusion);
-  both run MLAS's QGEMM, the kernel under the model's ``QLinearConv``.
+- INT8: ``MatMulInteger`` (uint8 x int8 -> int32), ``QLinearMatMul``
+  (uint8 x int8 -> uint8) and the QDQ form (float in, Q/DQ around MatMul,
+  int8 weights), which onnxruntime fuses; all run MLAS's QGEMM, the kernel
+  under the model's ``QLinearConv``.
+
+The same files run under the OpenVINO EP too (see :mod:`benchmarks.worker`),
+which uses its own kernels (oneDNN), so each EP gets its own ceiling.
 
 Sizes: square products and the shape of conv3 lowered to a GEMM at batch 16
 (rows = 16 x 30 x 30 output pixels, depth = 3 x 3 x 256, columns = 384).
@@ -27,41 +31,61 @@ import numpy as np
 
 from deltaiqa_lite.bench import Budget, time_calls
 
-__all__ = ["SIZES", "gemm_model", "bench_gemm", "ceilings", "profile_ops"]
+__all__ = ["SIZES", "KINDS", "gemm_model", "gemm_feeds", "time_gemm", "bench_gemm", "save_gemm_models",
+           "best_by_precision", "ceilings", "profile_ops", "GEMM_BUDGET"]
 
 SIZES = {"square-1024": (1024, 1024, 1024), "square-2048": (2048, 2048, 2048),
          "conv3-as-gemm-b16": (16 * 30 * 30, 3 * 3 * 256, 384)}
 SMOKE_SIZES = {"square-256": (256, 256, 256)}
-KINDS = ("fp32-matmul", "int8-matmulinteger", "int8-qlinearmatmul")
+GEMM_BUDGET = Budget(warmup=2, min_calls=10, min_seconds=1.0, max_seconds=8.0)
+KINDS = ("fp32-matmul", "int8-matmulinteger", "int8-qlinearmatmul", "int8-qdq-matmul")
+
+
+def gemm_feeds(kind: str, m: int, k: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The input ``A`` of a GEMM model of this kind (float for fp32 and QDQ, uint8 for the integer ops)."""
+    rng = np.random.default_rng(seed)
+    if kind in ("fp32-matmul", "int8-qdq-matmul"):
+        return {"A": rng.standard_normal((m, k), dtype=np.float32)}
+    return {"A": rng.integers(0, 256, (m, k), dtype=np.uint8)}
 
 
 def gemm_model(kind: str, m: int, k: int, n: int, seed: int = 0):
-    """An ONNX model computing one [m, k] x [k, n] product of the given kind; returns (model, feeds)."""
+    """An ONNX model computing one [m, k] x [k, n] product of the given kind.
+
+    ``int8-qdq-matmul`` is the form a QDQ-quantized model carries (float in,
+    QuantizeLinear/DequantizeLinear around a float MatMul, weights int8):
+    onnxruntime's CPU EP fuses it into an integer GEMM, and the OpenVINO EP
+    runs it as one too.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + 1)
+    scalar = lambda value, dtype, name: numpy_helper.from_array(np.array(value, dtype=dtype), name)  # noqa: E731
     if kind == "fp32-matmul":
-        a = rng.standard_normal((m, k), dtype=np.float32)
-        b = rng.standard_normal((k, n), dtype=np.float32)
         nodes = [helper.make_node("MatMul", ["A", "B"], ["Y"])]
         inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])]
         outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])]
-        inits = [numpy_helper.from_array(b, "B")]
+        inits = [numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "B")]
+    elif kind == "int8-qdq-matmul":
+        nodes = [helper.make_node("QuantizeLinear", ["A", "a_scale", "a_zp"], ["A_q"]),
+                 helper.make_node("DequantizeLinear", ["A_q", "a_scale", "a_zp"], ["A_dq"]),
+                 helper.make_node("DequantizeLinear", ["B", "b_scale", "b_zp"], ["B_dq"]),
+                 helper.make_node("MatMul", ["A_dq", "B_dq"], ["Y"])]
+        inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])]
+        outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])]
+        inits = [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "B"),
+                 scalar(0.05, np.float32, "a_scale"), scalar(128, np.uint8, "a_zp"),
+                 scalar(0.01, np.float32, "b_scale"), scalar(0, np.int8, "b_zp")]
     elif kind in ("int8-matmulinteger", "int8-qlinearmatmul"):
-        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
-        b = rng.integers(-127, 128, (k, n), dtype=np.int8)
         inputs = [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])]
-        inits = [numpy_helper.from_array(b, "B"),
-                 numpy_helper.from_array(np.array(128, dtype=np.uint8), "a_zp"),
-                 numpy_helper.from_array(np.array(0, dtype=np.int8), "b_zp")]
+        inits = [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "B"),
+                 scalar(128, np.uint8, "a_zp"), scalar(0, np.int8, "b_zp")]
         if kind == "int8-matmulinteger":
             nodes = [helper.make_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], ["Y"])]
             outputs = [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])]
         else:
-            inits += [numpy_helper.from_array(np.array(0.01, dtype=np.float32), "a_scale"),
-                      numpy_helper.from_array(np.array(0.01, dtype=np.float32), "b_scale"),
-                      numpy_helper.from_array(np.array(0.5, dtype=np.float32), "y_scale"),
-                      numpy_helper.from_array(np.array(128, dtype=np.uint8), "y_zp")]
+            inits += [scalar(0.01, np.float32, "a_scale"), scalar(0.01, np.float32, "b_scale"),
+                      scalar(0.5, np.float32, "y_scale"), scalar(128, np.uint8, "y_zp")]
             nodes = [helper.make_node("QLinearMatMul", ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp",
                                                         "y_scale", "y_zp"], ["Y"])]
             outputs = [helper.make_tensor_value_info("Y", TensorProto.UINT8, [m, n])]
@@ -70,41 +94,70 @@ def gemm_model(kind: str, m: int, k: int, n: int, seed: int = 0):
     graph = helper.make_graph(nodes, kind, inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    return model, {"A": a}
+    return model
 
 
-def bench_gemm(kind: str, m: int, k: int, n: int, threads: int, budget: Budget) -> dict:
-    """GMAC/s of one product kind and size at ``threads`` intra-op threads."""
-    import onnx
-    import onnxruntime
-
-    model, feeds = gemm_model(kind, m, k, n)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=options,
-                                           providers=["CPUExecutionProvider"])
+def time_gemm(session, kind: str, m: int, k: int, n: int, threads: int, budget: Budget) -> dict:
+    """GMAC/s of one GEMM session (p50 of the calls)."""
+    feeds = gemm_feeds(kind, m, k)
     timing = time_calls(lambda: session.run(None, feeds), budget)
     gmac = m * k * n / 1e9
     return {"kind": kind, "m": m, "k": k, "n": n, "threads": threads, "p50_ms": timing.p50_ms,
             "calls": timing.calls, "gmac": gmac, "gmac_per_s": gmac / (timing.p50_ms / 1e3),
-            "onnx": onnx.__version__}
+            "providers": list(session.get_providers())}
+
+
+def cpu_session(model_or_path, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else model_or_path.SerializeToString()
+    return onnxruntime.InferenceSession(source if isinstance(source, bytes) else str(source), sess_options=options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def bench_gemm(kind: str, m: int, k: int, n: int, threads: int, budget: Budget) -> dict:
+    """GMAC/s of one product kind and size at ``threads`` intra-op threads on the CPU EP."""
+    return time_gemm(cpu_session(gemm_model(kind, m, k, n), threads), kind, m, k, n, threads, budget)
+
+
+def save_gemm_models(folder: str | os.PathLike, smoke: bool = False) -> list[dict]:
+    """Write every kind x size as an .onnx file (for environments without the ``onnx`` package)."""
+    import onnx
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, (m, k, n) in (SMOKE_SIZES if smoke else SIZES).items():
+        for kind in KINDS:
+            path = folder / f"{kind}-{name}.onnx"
+            onnx.save(gemm_model(kind, m, k, n), str(path))
+            entries.append({"kind": kind, "size": name, "m": m, "k": k, "n": n, "path": str(path)})
+    return entries
+
+
+def best_by_precision(runs: list[dict]) -> dict:
+    """Best GMAC/s per ``<precision>@<threads>`` over kinds and sizes."""
+    best: dict[str, dict] = {}
+    for run in runs:
+        if "gmac_per_s" not in run:
+            continue
+        key = f"{run['kind'].split('-')[0]}@{run['threads']}"
+        if key not in best or run["gmac_per_s"] > best[key]["gmac_per_s"]:
+            best[key] = {"gmac_per_s": run["gmac_per_s"], "kind": run["kind"], "size": run["size"]}
+    return best
 
 
 def ceilings(threads_list: list[int], smoke: bool = False) -> dict:
-    """Every kind x size x thread count, and the best GMAC/s per precision and thread count."""
-    budget = Budget.smoke() if smoke else Budget(warmup=2, min_calls=10, min_seconds=1.0, max_seconds=8.0)
+    """Every kind x size x thread count on the CPU EP, and the best GMAC/s per precision and thread count."""
+    budget = Budget.smoke() if smoke else GEMM_BUDGET
     runs = [bench_gemm(kind, *size, threads=threads, budget=budget) | {"size": name}
             for threads in threads_list for name, size in (SMOKE_SIZES if smoke else SIZES).items()
             for kind in KINDS]
-    best: dict[str, dict] = {}
-    for run in runs:
-        key = f"{run['kind'].split('-')[0]}@{run['threads']}"
-        if key not in best or run["gmac_per_s"] > best[key]["gmac_per_s"]:
-            best[key] = run
-    return {"runs": runs, "best": {k: {"gmac_per_s": v["gmac_per_s"], "kind": v["kind"], "size": v["size"]}
-                                   for k, v in best.items()}}
+    return {"runs": runs, "best": best_by_precision(runs)}
 
 
 def profile_ops(model_path: str | os.PathLike, *, threads: int, batch: int, runs: int = 5) -> dict:

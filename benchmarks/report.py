@@ -129,6 +129,14 @@ def markdown(results: dict) -> str:
         for run in series["runs"]:
             lines.append(f"| {run['syntax']} | {run['api']} | {run['slices']} | {_f(run['series_slices_per_s'])} | "
                          f"{_f(run['inference_slices_per_s'])} | {_f(run['ratio'], 2)} |")
+        what_if = series.get("what_if", [])
+        if what_if:
+            lines += ["", "What-if diagnostics (same uncompressed series, one setting changed; not the "
+                      "runtime's defaults):", "", "| variant | slices/s | pure inference slices/s | ratio |",
+                      "|---|---|---|---|"]
+            for run in what_if:
+                lines.append(f"| {run['variant']} | {_f(run['series_slices_per_s'])} | "
+                             f"{_f(run['inference_slices_per_s'])} | {_f(run['ratio'], 2)} |")
     lines.append("")
 
     lines += ["## Compute efficiency", ""]
@@ -140,6 +148,13 @@ def markdown(results: dict) -> str:
         for run in ceiling["runs"]:
             lines.append(f"| {run['kind']} | {run['m']} x {run['k']} x {run['n']} | {run['threads']} | "
                          f"{_f(run['gmac_per_s'], 0)} |")
+    openvino_ceiling = results.get("openvino", {}).get("ceiling", {}).get("runs", [])
+    if openvino_ceiling:
+        lines += ["", "Same GEMM files under the OpenVINO EP (its own kernels):", "",
+                  "| GEMM | size | threads | GMAC/s |", "|---|---|---|---|"]
+        for run in openvino_ceiling:
+            figure = _f(run.get("gmac_per_s"), 0) if "error" not in run else f"not run: {run['error'][:120]}"
+            lines.append(f"| {run['kind']} | {run['size']} | {run['threads']} | {figure} |")
     profile = results.get("profile", {})
     if profile and not _why(profile):
         lines += ["", "Where the time goes (onnxruntime profiler, all cores):", ""]

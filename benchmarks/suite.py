@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import envs
+from benchmarks.ceiling import save_gemm_models
 from benchmarks.machine import load_average, machine_facts
 from benchmarks.processes import clean_env, run_process
 from deltaiqa_lite.bench import (GMAC_PER_SLICE, SERIES_SYNTAXES, Budget, bench_inference, bench_preprocessing,
@@ -131,7 +132,7 @@ def run_inference(models: dict[str, Path], config: Config) -> dict:
     return {"runs": runs}
 
 
-def run_openvino(models: dict[str, Path], config: Config) -> dict:
+def run_openvino(models: dict[str, Path], config: Config, work: Path) -> dict:
     venv = envs.openvino_venv(clean_env(), create=config.create_venvs and not config.smoke)
     if venv is None:
         return {"skipped": "no OpenVINO venv (build/test-venvs/openvino or build/bench-venvs/openvino); "
@@ -139,6 +140,7 @@ def run_openvino(models: dict[str, Path], config: Config) -> dict:
     budget = config.budget
     spec = {"models": {k: str(v) for k, v in models.items()}, "provider": "openvino", "threads": config.threads,
             "batches": config.batches, "smoke": config.smoke,
+            "gemm": save_gemm_models(work / "gemm", smoke=config.smoke),
             "budget": {k: getattr(budget, k) for k in ("warmup", "min_calls", "min_seconds", "max_calls",
                                                        "max_seconds")}}
     done = run_process([envs.venv_bin(venv, "python"), str(REPO / "benchmarks" / "worker.py"), json.dumps(spec)],
@@ -226,7 +228,45 @@ def run_series(models: dict[str, Path], config: Config, work: Path) -> dict:
                             "ratio": count / wall / run["inference_slices_per_s"], "runs": len(cli_runs),
                             "note": "wall time of the whole process, including interpreter start and session"})
         config.log(f"  CLI {syntax}: {count / wall:.1f} slices/s ({count / wall / run['inference_slices_per_s']:.0%})")
+    if not config.smoke:
+        out["what_if"] = series_what_if(models, config, work / "series-explicit-le")
     return out
+
+
+def _no_spinning_session(path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # onnxruntime's intra-op workers spin between parallel sections by default; on a
+    # 2-core machine the spinning competes with the reader threads for the same cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def series_what_if(models: dict[str, Path], config: Config, folder: Path) -> list[dict]:
+    """Diagnostics for the series target: the same series with one pipeline setting changed.
+
+    Not how the runtime runs today; each row says which knob would move the
+    end-to-end ratio, so the owner of score.py/session.py can decide.
+    """
+    from deltaiqa_lite.score import Scorer
+
+    variants = []
+    for label, make in (
+            ("reader_threads=1", lambda: Scorer(models["int8"], provider="cpu", reader_threads=1)),
+            ("batch_size=16", lambda: Scorer(models["int8"], provider="cpu", batch_size=16)),
+            ("intra-op spinning off", lambda: Scorer(models["int8"], provider="cpu"))):
+        scorer = make()
+        if label == "intra-op spinning off":
+            scorer.session = _no_spinning_session(models["int8"])
+        run = bench_series(scorer, folder, runs=3, budget=config.budget).to_dict()
+        run["variant"] = label
+        config.log(f"  what-if {label}: {run['series_slices_per_s']:.1f} vs {run['inference_slices_per_s']:.1f} "
+                   f"slices/s ({run['ratio']:.0%})")
+        variants.append(run)
+    return variants
 
 
 def _median_process(runs: list[dict], key: str) -> float | None:
@@ -371,6 +411,19 @@ def ratios(results: dict) -> dict:
                           if r["precision"] == precision and r["threads"] == all_cores), default=None)
         ceiling = best.get(f"{precision}@{all_cores}", {}).get("gmac_per_s")
         out[f"{precision}_ceiling_fraction"] = ratio(model_best, ceiling)
+    # The OpenVINO EP against its own GEMM ceiling and against the CPU EP and Keras.
+    openvino = results.get("openvino", {})
+    ov_runs = openvino.get("runs", [])
+    ov_best = openvino.get("ceiling", {}).get("best", {})
+    for precision in ("int8", "fp32"):
+        model_best = max((r["gmac_per_s"] for r in ov_runs
+                          if r["precision"] == precision and r["threads"] == all_cores), default=None)
+        out[f"openvino_{precision}_ceiling_fraction"] = ratio(
+            model_best, ov_best.get(f"{precision}@{all_cores}", {}).get("gmac_per_s"))
+    ov_b1 = _find(ov_runs, precision="int8", threads=all_cores, batch=1)
+    ov_ms = ov_b1["per_slice"]["p50_ms"] if ov_b1 else None
+    out["openvino_int8_vs_cpu_int8"] = ratio(int8_ms, ov_ms)
+    out["openvino_int8_vs_tf_function"] = ratio(tf_b1["per_slice"]["p50_ms"] if tf_b1 else None, ov_ms)
     return out
 
 
@@ -413,7 +466,7 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
         work = Path(temporary)
         _section(results, "machine", config, machine_facts)
         _section(results, "inference", config, lambda: run_inference(models, config))
-        _section(results, "openvino", config, lambda: run_openvino(models, config))
+        _section(results, "openvino", config, lambda: run_openvino(models, config, work))
         _section(results, "profile", config, lambda: run_profile(models, config))
         _section(results, "ceiling", config, lambda: run_ceiling(config))
         _section(results, "preprocess", config, lambda: run_preprocess(config, work))
