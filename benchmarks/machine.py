@@ -70,6 +70,7 @@ def machine_facts() -> dict:
     return {
         "cpu_model": cpu.get("model name") or platform.processor() or None,
         "cpu_vendor": cpu.get("vendor_id"),
+        "cpu_family_model_stepping": [cpu.get("cpu family"), cpu.get("model"), cpu.get("stepping")],
         "cpu_flags": [f for f in INTERESTING_FLAGS if f in flags],
         "hypervisor": "hypervisor" in flags,
         "logical_cpus": os.cpu_count(),

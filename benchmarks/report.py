@@ -223,4 +223,11 @@ def draw_chart(results: dict, path: Path) -> None:
         x = left + int(fraction * (width - left - right))
         draw.line([x, axis_y, x, axis_y + 5], fill="black")
         draw.text((x - 10, axis_y + 8), f"{fraction * longest:.0f}", fill="black", font=small)
+    draw.text((width - right + 30, axis_y + 8), "ms/slice", fill="black", font=small)
+    legend_x = width - 330
+    for name, colour in COLOURS.items():
+        draw.rectangle([legend_x, 32, legend_x + 12, 44], fill=colour)
+        draw.text((legend_x + 16, 30), {"int8": "INT8 ONNX", "fp32": "FP32 ONNX", "keras": "Keras"}[name],
+                  fill="black", font=small)
+        legend_x += 105
     image.save(path)
