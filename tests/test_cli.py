@@ -165,12 +165,16 @@ def test_info_json(capsys, tiny_model, monkeypatch, tmp_path):
 
 
 def test_python_m_and_lazy_imports(tiny_model, inputs):
-    """`python -m deltaiqa_lite score` works and loads neither scipy, TensorFlow nor other commands."""
+    """`python -m deltaiqa_lite score` works and loads neither scipy, TensorFlow nor other commands.
+
+    ``commands._args`` (the shared options) may load: it imports the standard library only.
+    """
     probe = ("import sys, runpy; sys.argv = ['deltaiqa-lite'] + sys.argv[1:];\n"
              "try:\n    runpy.run_module('deltaiqa_lite', run_name='__main__')\n"
              "except SystemExit as e:\n    code = e.code\n"
              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'tensorflow', 'cv2', 'onnx')"
-             " or m.startswith('deltaiqa_lite.commands.') and m != 'deltaiqa_lite.commands.score')\n"
+             " or m.startswith('deltaiqa_lite.commands.')"
+             " and m not in ('deltaiqa_lite.commands.score', 'deltaiqa_lite.commands._args'))\n"
              "print('HEAVY', heavy, file=sys.stderr); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", probe, "score", inputs["good"][0], "--model", str(tiny_model),
                            "--json"], capture_output=True, text=True, env=dict(os.environ), timeout=120)

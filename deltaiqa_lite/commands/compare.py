@@ -5,21 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
+
+from deltaiqa_lite.commands._args import (
+    PROVIDERS,
+    add_inference_arguments,
+    warnings_to_stderr,
+)
 
 HELP = ("score the same slices with two models (or providers) and report their agreement: mean and "
         "max |score difference|, class agreement, PLCC/SROCC/KROCC")
-PROVIDERS = ("auto", "cpu", "openvino", "tensorrt", "cuda")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,22 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report on stdout (default table)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
                         help="also write the JSON report (with every slice) to FILE")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="slices per inference call (8)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="onnxruntime intra-op threads (default: one per physical core)")
+    add_inference_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.compare import compare, to_json, write_table
     from deltaiqa_lite.score import Scorer
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
+    with warnings_to_stderr():
         scorers = [Scorer(model, provider=provider, threads=args.threads, batch_size=args.batch_size)
                    for model, provider in ((args.model_a, args.provider_a),
                                            (args.model_b, args.provider_b))]
-    for warning in caught:
-        print(f"deltaiqa-lite: warning: {warning.message}", file=sys.stderr)
     comparison = compare(*scorers, args.paths)
     report = to_json(comparison)
     if args.format == "json":

@@ -5,31 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
+
+from deltaiqa_lite.commands._args import (
+    add_model_arguments,
+    non_negative_int,
+    warnings_to_stderr,
+)
 
 HELP = ("score images and compare with reference scores (LDCTIQAC JSON or CSV file,score): PLCC, "
         "SROCC, KROCC, accuracy, MAE, per-class precision/recall, confusion matrix, bootstrap CIs")
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.metrics import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
+    from deltaiqa_lite.metrics import (
+        DEFAULT_BOOTSTRAP_RESAMPLES,
+        DEFAULT_BOOTSTRAP_SEED,
+    )
 
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="DICOM files or folders (recursive), .tif/.tiff (LDCTIQAC), .npy (HU)")
@@ -37,22 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference scores: LDCTIQAC JSON ({\"0000.tif\": 2.8} or "
                              "{\"valid_0.tif\": {\"scores\": [...]}}) or CSV with header file,score "
                              "(or file,frame,score); matched to inputs by file name")
-    parser.add_argument("--model", default="int8", help="'int8' (default), 'fp32', or an .onnx file")
+    add_model_arguments(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="report on stdout (default table)")
     parser.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="also write evaluation.json, evaluation.txt, slices.csv and "
                              "confusion-matrix.png to DIR")
-    parser.add_argument("--bootstrap", type=_non_negative_int, default=DEFAULT_BOOTSTRAP_RESAMPLES,
+    parser.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_BOOTSTRAP_RESAMPLES,
                         metavar="N", help=f"bootstrap resamples for the 95%% intervals "
                                           f"(default {DEFAULT_BOOTSTRAP_RESAMPLES}; 0: none)")
     parser.add_argument("--seed", type=int, default=DEFAULT_BOOTSTRAP_SEED,
                         help=f"bootstrap seed (default {DEFAULT_BOOTSTRAP_SEED})")
-    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "openvino", "tensorrt", "cuda"),
-                        help="execution provider (default auto)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="slices per inference call (8)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="onnxruntime intra-op threads (default: one per physical core)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,12 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.score import Scorer
 
     labels = read_labels(args.labels)  # before the model: a bad label file fails fast
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
+    with warnings_to_stderr():
         scorer = Scorer(args.model, provider=args.provider, threads=args.threads,
                         batch_size=args.batch_size)
-    for warning in caught:
-        print(f"deltaiqa-lite: warning: {warning.message}", file=sys.stderr)
     evaluation = evaluate(scorer, args.paths, labels, resamples=args.bootstrap, seed=args.seed)
     if args.format == "json":
         json.dump(to_json(evaluation), sys.stdout, indent=2)

@@ -6,39 +6,10 @@ import argparse
 import json
 import sys
 
+from deltaiqa_lite.commands._args import add_model_arguments, hu_window, unit_interval
+
 HELP = ("Grad-CAM maps on conv5 (as the original Delta-IQA draws them), as PNG overlays on the "
         "windowed slice; runs the FP32 model")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in 0..1, got {value:g}")
-    return value
-
-
-def _window(text: str) -> tuple[float, float]:
-    try:
-        centre, width = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected CENTRE,WIDTH in HU (e.g. -300,1400), got '{text}'") \
-            from None
-    if width <= 0:
-        raise argparse.ArgumentTypeError(f"window width must be > 0, got {width:g}")
-    return centre, width
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,22 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DICOM files or folders (recursive), .tif/.tiff (LDCTIQAC), .npy (HU)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder for <input>.gradcam.png (created if missing)")
-    parser.add_argument("--model", default="fp32",
-                        help="'fp32' (default) or an FP32 .onnx file with a conv5 output; Grad-CAM "
-                             "does not run on INT8 models")
+    add_model_arguments(parser, default_model="fp32", batch_size=4,
+                        model_help="'fp32' (default) or an FP32 .onnx file with a conv5 output; "
+                                   "Grad-CAM does not run on INT8 models")
     parser.add_argument("--save-map", action="store_true",
                         help="also write the map as <input>.gradcam.npy (float32, input size, "
                              "NaN outside the centre square the model saw)")
-    parser.add_argument("--alpha", type=_alpha, default=None, metavar="A",
+    parser.add_argument("--alpha", type=unit_interval, default=None, metavar="A",
                         help="weight of the colour map in the overlay, 0..1 (default 0.4)")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="summary on stdout (default table)")
-    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "openvino", "tensorrt", "cuda"),
-                        help="execution provider (default auto)")
-    parser.add_argument("--batch-size", type=_positive_int, default=4, help="slices per inference call (4)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="onnxruntime intra-op threads (default: one per physical core)")
-    parser.add_argument("--image-window", type=_window, default=None, metavar="CENTRE,WIDTH",
+    parser.add_argument("--image-window", type=hu_window, default=None, metavar="CENTRE,WIDTH",
                         help="window (HU) that plain images (PNG, JPEG, integer TIFF) were saved with")
 
 

@@ -7,6 +7,8 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from deltaiqa_lite.commands._args import positive_float, positive_int
+
 HELP = ("trend report from the QA log: per station / protocol / kernel, control charts with "
         "drift flags, low-scoring series (table, CSV, JSON, PNG charts, HTML)")
 FORMATS = ("table", "csv", "json", "html")
@@ -24,7 +26,7 @@ def _iso(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import DEFAULT_LOG, positive_float, positive_int
+    from deltaiqa_lite.qa.options import DEFAULT_LOG
     from deltaiqa_lite.qa.report import ChartRules
 
     rules = ChartRules()

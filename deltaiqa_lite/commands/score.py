@@ -4,51 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
+
+from deltaiqa_lite.commands._args import (
+    add_model_arguments,
+    hu_window,
+    warnings_to_stderr,
+)
 
 HELP = "score CT slices (DICOM files/folders, LDCTIQAC TIFF, .npy in HU) on the 0-4 Likert scale"
 FORMATS = ("table", "json", "jsonl", "csv")  # same keys as deltaiqa_lite.write.WRITERS
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _window(text: str) -> tuple[float, float]:
-    try:
-        centre, width = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected CENTRE,WIDTH in HU (e.g. -300,1400), got '{text}'") from None
-    if width <= 0:
-        raise argparse.ArgumentTypeError(f"window width must be > 0, got {width:g}")
-    return centre, width
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="DICOM files or folders (recursive), .tif/.tiff (LDCTIQAC), .npy (HU)")
-    parser.add_argument("--model", default="int8",
-                        help="'int8' (default, fastest on CPU), 'fp32', or an .onnx file")
-    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "openvino", "tensorrt", "cuda"),
-                        help="execution provider (default auto: cuda, then openvino, then cpu)")
-    parser.add_argument("--strict-provider", action="store_true",
-                        help="fail (exit 2) instead of warning when the provider falls back")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="slices per inference call (8)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="onnxruntime intra-op threads (default: one per physical core)")
+    add_model_arguments(parser, strict_provider=True)
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="output format (default: table on a terminal, json otherwise)")
     parser.add_argument("--json", dest="format", action="store_const", const="json",
                         help="short for --format json")
     parser.add_argument("--flag-below", type=float, default=None, metavar="SCORE",
                         help="count slices scoring below SCORE in each series summary")
-    parser.add_argument("--image-window", type=_window, default=None, metavar="CENTRE,WIDTH",
+    parser.add_argument("--image-window", type=hu_window, default=None, metavar="CENTRE,WIDTH",
                         help="window (HU) that plain images (PNG, JPEG, integer TIFF) were saved with")
     parser.add_argument("-o", "--output", default=None, metavar="FILE", help="write results to FILE")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
@@ -67,12 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.write import run_header, write_results
 
     threading.Thread(target=_preload_readers, name="deltaiqa-preload", daemon=True).start()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
+    with warnings_to_stderr():
         scorer = Scorer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
                         strict_provider=args.strict_provider, image_window=args.image_window)
-    for warning in caught:
-        print(f"deltaiqa-lite: warning: {warning.message}", file=sys.stderr)
 
     show_progress = not args.no_progress and sys.stderr.isatty()
 

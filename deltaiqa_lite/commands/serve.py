@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from deltaiqa_lite.commands._args import parse_number, positive_float, positive_int
+
 HELP = ("receive CT over DICOM (C-STORE, C-ECHO) and score every image into the QA log "
         "(needs the 'net' extra: pynetdicom)")
 
@@ -21,21 +23,14 @@ def _ae_title(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
+    value = parse_number(text, int, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
     return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import (
-        add_scoring_arguments,
-        positive_float,
-        positive_int,
-    )
+    from deltaiqa_lite.qa.options import add_scoring_arguments
 
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "

@@ -7,15 +7,13 @@ import signal
 import sys
 import threading
 
+from deltaiqa_lite.commands._args import positive_float, positive_int
+
 HELP = "watch a folder: score each new CT DICOM file once it is completely written, into the QA log"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import (
-        add_scoring_arguments,
-        positive_float,
-        positive_int,
-    )
+    from deltaiqa_lite.qa.options import add_scoring_arguments
 
     parser.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument("--archive", default=None, metavar="DIR",

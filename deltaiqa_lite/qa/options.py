@@ -4,51 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import warnings
 from pathlib import Path
 
+from deltaiqa_lite.commands._args import add_model_arguments, warnings_to_stderr
 from deltaiqa_lite.errors import DeltaIQAError
 
 DEFAULT_LOG = "deltaiqa-qa.sqlite"
 SALT_ENV = "DELTAIQA_PATIENT_ID_SALT"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
-    return value
-
-
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """--log, --model, --provider, --threads, --batch-size, --patient-id-salt-file."""
+    """--log, --model, --provider, --batch-size, --threads, --patient-id-salt-file."""
     parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
                         help=f"QA log (SQLite, created if missing; default ./{DEFAULT_LOG})")
-    parser.add_argument("--model", default="int8",
-                        help="'int8' (default), 'fp32', or an .onnx file")
-    parser.add_argument("--provider", default="auto",
-                        choices=("auto", "cpu", "openvino", "tensorrt", "cuda"),
-                        help="execution provider (default auto)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="onnxruntime intra-op threads (default: onnxruntime's choice)")
-    parser.add_argument("--batch-size", type=positive_int, default=8,
-                        help="slices per inference call (8)")
+    add_model_arguments(parser)
     parser.add_argument("--patient-id-salt-file", default=None, metavar="FILE",
                         help="store an HMAC-SHA256 of Patient ID under the secret in FILE "
                              f"(or in ${SALT_ENV}); default: no patient link stored at all")
@@ -76,10 +45,6 @@ def make_scorer(args: argparse.Namespace):
     """Build the Scorer from the options, printing provider warnings on stderr."""
     from deltaiqa_lite.score import Scorer
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        scorer = Scorer(args.model, provider=args.provider, threads=args.threads,
-                        batch_size=args.batch_size)
-    for warning in caught:
-        print(f"deltaiqa-lite: warning: {warning.message}", file=sys.stderr)
-    return scorer
+    with warnings_to_stderr():
+        return Scorer(args.model, provider=args.provider, threads=args.threads,
+                      batch_size=args.batch_size)
