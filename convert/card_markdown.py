@@ -1,0 +1,111 @@
+"""Render the shipped models' cards as ``models/MODEL_CARD.md`` for people."""
+
+from __future__ import annotations
+
+
+def _metrics_row(name: str, m: dict | None) -> str:
+    if not m:
+        return f"| {name} | - | - | - | - | - | - | - |"
+    return (f"| {name} | {m['n']} | {m['plcc']:.3f} | {m['srocc']:.3f} | {m['krocc']:.3f} | "
+            f"{m['sum']:.3f} | {m['accuracy']:.3f} | {m['mae']:.3f} |")
+
+
+def render(fp32: dict, int8: dict, files: dict[str, str]) -> str:
+    training = fp32.get("training", {})
+    data = training.get("data", {})
+    settings = data.get("settings", {})
+    q = int8.get("quantization") or {}
+    gate = q.get("held_out_gate", {})
+    lines = [
+        "# Delta-IQA model card (deltaiqa-lite reference weights)",
+        "",
+        f"Architecture {fp32['architecture']} v{fp32['architecture_version']}, "
+        f"{fp32['parameters']:,} parameters, model version {fp32['version']}.",
+        "",
+        "## Intended use",
+        "",
+        fp32["intended_use"],
+        "",
+        "**These weights were trained on simulated CT, not on radiologist scores.** The labels are a",
+        "documented function of measured noise and streaks (below). They rank dose and sampling",
+        "degradation; they are not the judgement of a reader. Validate locally before any use",
+        "(`deltaiqa-lite evaluate`), or convert weights trained on LDCTIQAC data with",
+        "`python -m convert export`.",
+        "",
+        "## Input and output",
+        "",
+        f"- input `image`: {fp32['inputs']['image']}",
+        f"- output `probabilities`: {fp32['outputs']['probabilities']}",
+        f"- output `conv5`: {fp32['outputs']['conv5']}",
+        f"- score: {fp32['score']}",
+        f"- classes: " + ", ".join(f"{k} {label} ({meaning})" for k, (label, meaning) in
+                                   enumerate(zip(fp32["class_labels"], fp32["class_meanings"]))),
+        f"- preprocessing: {fp32['preprocessing']}",
+        "",
+        "## Training data",
+        "",
+        f"- {data.get('kind', 'unknown')}",
+        f"- {data.get('count', '?')} slices (seed {data.get('seed', '?')}), label mean "
+        f"{data.get('label_mean', '?')}, SD {data.get('label_sd', '?')}, "
+        f"{data.get('label_levels', '?')} of 21 levels present",
+        f"- acquisition: {settings.get('geometry', '?')}, full-dose N0 "
+        f"{settings.get('n0_full_dose', '?')} photons per bin and view, dose fractions "
+        f"{settings.get('dose_range', '?')} (log-uniform), views {settings.get('views', '?')}, "
+        f"FBP kernel {settings.get('kernel', '?')}",
+        f"- label: D = sqrt(noise_sd^2 + (w * streak_rms)^2), w = {settings.get('streak_weight')}; "
+        f"score = 4 * (1 - ln(D / {settings.get('label_d_best_hu')}) / "
+        f"ln({settings.get('label_d_worst_hu')} / {settings.get('label_d_best_hu')})), clipped to "
+        "0..4, rounded to 0.2",
+        f"- splits (disjoint by {training.get('splits', {}).get('disjoint_by', '?')}): "
+        f"{training.get('splits')}",
+        f"- training preset: {(training.get('settings') or {}).get('description', training.get('settings'))}",
+        "",
+        "## Metrics",
+        "",
+        "| split (model) | n | PLCC | SROCC | KROCC | sum | accuracy | MAE |",
+        "|---|---|---|---|---|---|---|---|",
+        _metrics_row("validation (FP32)", (fp32.get("metrics") or {}).get("validation")),
+        _metrics_row("held-out test (FP32)", (fp32.get("metrics") or {}).get("held_out_test")),
+        _metrics_row("held-out test (FP32, gate run)", gate.get("fp32")),
+        _metrics_row("held-out test (INT8)", gate.get("int8")),
+        "",
+        "Accuracy is the rounded score against the rounded label. For scale: the LDCTIQAC 2023",
+        "winner reached a sum of 2.74 on real, radiologist-scored data; a figure on simulated",
+        "data is not comparable to it.",
+        "",
+        "## Quantization (deltaiqa-int8.onnx)",
+        "",
+        f"- {q.get('format', '-')}; {q.get('tool', '-')}",
+        f"- calibration: **{q.get('calibration', '-')}** on {q.get('calibration_slices', '-')} "
+        f"slices from the {q.get('calibration_source', '-')}",
+        f"- TensorRT compatible (symmetric activations): {q.get('tensorrt_compatible')}",
+        f"- selection: {q.get('selection', '-')}",
+        f"- held-out gate {q.get('gate')}: mean |score diff| {gate.get('mean_abs_score_diff')}, "
+        f"class agreement {gate.get('class_agreement')}, sum drop {gate.get('sum_drop')}, "
+        f"passed: {gate.get('passed')}",
+        "",
+        "| calibration (validation split) | mean abs score diff | max abs score diff | class agreement | sum drop | CPU ms/slice |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in (q.get("comparison_on_validation") or {}).items():
+        lines.append(f"| {name} | {r['mean_abs_score_diff']:.4f} | {r['max_abs_score_diff']:.4f} | "
+                     f"{r['class_agreement']:.3f} | {r['sum_drop']:+.4f} | "
+                     f"{r['cpu_latency_ms_batch1']} |")
+    lines += [
+        f"| FP32 reference | - | - | - | - | {q.get('fp32_cpu_latency_ms_batch1', '-')} |",
+        "",
+        "CPU latencies here are single measurements made while quantizing; `benchmarks/` has "
+        "the proper figures.",
+        "",
+        "## Provenance",
+        "",
+        f"- source Keras weights: `{fp32['source_weights']}` sha256 `{fp32['source_weights_sha256']}`",
+        f"- Keras/ONNX parity: {fp32.get('verification', {}).get('keras_parity')}",
+        f"- tools: {fp32['tools']}",
+        "",
+        "| file | sha256 |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | `{digest}` |" for name, digest in files.items()]
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""``python -m convert all``: simulate -> train -> export -> quantize -> verify, into ``models/``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from convert.model import sha256_file
+
+FP32_NAME = "deltaiqa-fp32.onnx"
+INT8_NAME = "deltaiqa-int8.onnx"
+WEIGHTS_NAME = "deltaiqa.weights.h5"
+
+
+def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 1200, seed: int = 0,
+            preset: str = "reference", time_budget_s: float | None = None, log=print) -> int:
+    from convert.export import export_command
+    from convert.quantize import quantize_command
+    from convert.simulate import simulate_dataset
+    from convert.train import train
+
+    out, work = Path(out), Path(work)
+    data, run = work / "sim", work / "train"
+    if (data / "simulation.json").exists():
+        log(f"all: reusing simulated data in {data}")
+    else:
+        simulate_dataset(data, count, seed=seed, log=log)
+    if (run / "metrics.json").exists():
+        log(f"all: reusing trained weights in {run}")
+    else:
+        train(data, run, preset=preset, seed=seed, time_budget_s=time_budget_s, log=log)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / WEIGHTS_NAME
+    shutil.copyfile(run / "best.weights.h5", weights)
+    shutil.copyfile(run / "metrics.json", out / "metrics.json")
+    export_command(weights, out / FP32_NAME, verify_data=None, verify_count=32, log=log)
+    status = quantize_command(out / FP32_NAME, data, out / INT8_NAME, log=log)
+    if status != 0:
+        return status
+    write_model_card(out, log=log)
+    return 0
+
+
+def write_model_card(models: Path, log=print) -> Path:
+    """``MODEL_CARD.md`` and ``model-card.json`` beside the models, from the ONNX cards."""
+    import onnx
+
+    from convert.card import read_card
+
+    fp32 = read_card(onnx.load(str(models / FP32_NAME), load_external_data=False))
+    int8 = read_card(onnx.load(str(models / INT8_NAME), load_external_data=False))
+    files = {p.name: sha256_file(p) for p in sorted(models.iterdir())
+             if p.suffix in (".onnx", ".h5") or p.name == "metrics.json"}
+    (models / "model-card.json").write_text(json.dumps(
+        {"fp32": fp32, "int8": int8, "sha256": files}, indent=1, sort_keys=True))
+    from convert.card_markdown import render
+
+    path = models / "MODEL_CARD.md"
+    path.write_text(render(fp32, int8, files))
+    log(f"all: wrote {path}")
+    return path
