@@ -340,3 +340,23 @@ def test_missing_modality_accepted_only_for_ct_sop_class(tmp_path):
     with pytest.raises(RefusedInput, match=r"\(0008,0060\) Modality is missing and \(0008,0016\) SOP Class UID "
                                            r"is 'Secondary Capture Image Storage'"):
         read_one(path)
+
+
+def test_enhanced_localizer_frame_is_refused(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    ds = enhanced_ct_dataset([phantom_hu(seed=1), phantom_hu(seed=2)])
+    for index, frame_type in enumerate((["ORIGINAL", "PRIMARY", "AXIAL", "NONE"],
+                                        ["ORIGINAL", "PRIMARY", "LOCALIZER", "NONE"])):
+        item = Dataset()
+        item.FrameType = frame_type
+        ds.PerFrameFunctionalGroupsSequence[index].CTImageFrameTypeSequence = DicomSequence([item])
+    path = save(ds, tmp_path / "scout.dcm")
+    with pytest.raises(RefusedInput, match=r"scout.dcm: \(0008,9007\) Frame Type of frame 2/2 is "
+                                           r"'ORIGINAL\\PRIMARY\\LOCALIZER\\NONE'; a localizer"):
+        list(read_dicom(path))
+    # Axial frame types pass.
+    ds.PerFrameFunctionalGroupsSequence[1].CTImageFrameTypeSequence[0].FrameType = \
+        ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    assert len(list(read_dicom(save(ds, tmp_path / "axial.dcm")))) == 2

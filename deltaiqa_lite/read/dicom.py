@@ -153,6 +153,18 @@ def _check_object(name: str, ds: pydicom.Dataset) -> None:
                                  f"smaller than {MIN_SIZE} x {MIN_SIZE}, not a CT slice")
 
 
+def _check_frame_type(name: str, ds: pydicom.Dataset, frame: int, frames: int) -> None:
+    """Enhanced CT keeps the image type per frame (CT Image Frame Type Sequence): refuse scouts."""
+    item = _functional_item(ds, frame, "CTImageFrameTypeSequence")
+    if item is None:
+        return
+    frame_type = [str(v).upper() for v in _multi(item.get("FrameType"))]
+    if "LOCALIZER" in frame_type:
+        where = f" of frame {frame + 1}/{frames}" if frames > 1 else ""
+        raise RefusedInput(name, f"{_tag('FrameType')}{where} is '{chr(92).join(frame_type)}'; "
+                                 "a localizer (scout) is not an axial slice")
+
+
 def _functional_item(ds: pydicom.Dataset, frame: int, sequence: str) -> pydicom.Dataset | None:
     """The functional-group item of one frame: per-frame first, then shared."""
     for groups_keyword, index in (("PerFrameFunctionalGroupsSequence", frame),
@@ -338,6 +350,7 @@ def read_dicom(path: str | os.PathLike) -> Iterator[Slice]:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     geometry = []
     for frame in range(frames):
+        _check_frame_type(name, ds, frame, frames)
         iop = _orientation(ds, frame)
         normal = _check_axial(name, iop) if iop is not None else None
         geometry.append((iop, normal))
