@@ -33,6 +33,11 @@ class InputError(DeltaIQAError):
         What is wrong, naming the DICOM element where there is one.
     """
 
+    #: DICOM identity of the refused object, when its header could be read,
+    #: so that a refused slice is still reported under its series.
+    series_uid: str | None = None
+    sop_instance_uid: str | None = None
+
     def __init__(self, path: str, reason: str) -> None:
         self.path = str(path)
         self.reason = reason

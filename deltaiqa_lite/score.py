@@ -248,9 +248,12 @@ class Scorer:
             frame=item.frame, instance_number=item.instance_number)
             for item, score, likert, row in zip(slices, scores, classes, probabilities)]
 
-    def _error_result(self, path: str, message: str) -> SliceResult:
+    def _error_result(self, path: str, message: str,
+                      error: InputError | None = None) -> SliceResult:
         return SliceResult(path=path, status="error", error=message, model=self.model_name,
-                           precision=self.precision, provider=self.provider)
+                           precision=self.precision, provider=self.provider,
+                           series_uid=getattr(error, "series_uid", None),
+                           sop_instance_uid=getattr(error, "sop_instance_uid", None))
 
     # -- public scoring API --------------------------------------------------
 
@@ -329,7 +332,8 @@ class Scorer:
                     futures.append(pool.submit(self._read, files[next_file]))
                     next_file += 1
                 if prepared.error is not None:
-                    rows.append([self._error_result(prepared.path, str(prepared.error))])
+                    rows.append([self._error_result(prepared.path, str(prepared.error),
+                                                    prepared.error)])
                 for item, plane in zip(prepared.slices, prepared.planes):
                     holder: list[SliceResult | None] = [None]
                     rows.append(holder)

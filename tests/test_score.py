@@ -193,3 +193,18 @@ def test_model_breaking_the_contract_is_refused(tmp_path):
     path = make_tiny_model(tmp_path / "size.onnx", input_size=256)
     with pytest.raises(ModelError, match=r"input 'image' has shape \['N', 256, 256, 1\], expected \[N, 512, 512, 1\]"):
         Scorer(path, provider="cpu")
+
+
+def test_refused_slice_is_reported_under_its_series(scorer, tmp_path):
+    series = generate_uid()
+    save(ct_dataset(np.full((96, 96), 0.0, dtype=np.float32), series_uid=series, ipp=(0, 0, 0)),
+         tmp_path / "ct.dcm")
+    scout = ct_dataset(np.full((96, 96), 0.0, dtype=np.float32), series_uid=series, ipp=(0, 0, 1))
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    save(scout, tmp_path / "scout.dcm")
+    (summary,) = scorer.score_series(tmp_path)
+    assert summary.series_uid == series
+    assert (summary.n_slices, summary.n_ok, summary.n_failed) == (2, 1, 1)
+    refused = [s for s in summary.slices if s.status == "error"][0]
+    assert refused.sop_instance_uid == str(scout.SOPInstanceUID)
+    assert "a localizer (scout) is not an axial slice" in refused.error

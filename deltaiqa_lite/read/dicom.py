@@ -346,6 +346,15 @@ def read_dicom(path: str | os.PathLike) -> Iterator[Slice]:
     path = Path(path)
     name = str(path)
     ds = _read_dataset(path)
+    try:
+        yield from _read_frames(name, ds)
+    except InputError as error:
+        error.series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
+        error.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "") or None
+        raise
+
+
+def _read_frames(name: str, ds: pydicom.Dataset) -> Iterator[Slice]:
     _check_object(name, ds)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     geometry = []
