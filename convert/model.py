@@ -17,6 +17,7 @@ export always sees the same layer names:
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,8 @@ def load_model(path: str | Path, seed: int = 0):
     path = Path(path)
     model = build_delta_iqa(seed=seed)
     if path.name.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+        source = keras.saving.load_model(path, compile=False, safe_mode=True,
+                                         custom_objects=_sequential_subclasses(path))
         source_layers = weighted_layers(source)
         target_layers = weighted_layers(model)
         if len(source_layers) != len(target_layers):
@@ -150,6 +152,30 @@ def load_model(path: str | Path, seed: int = 0):
     else:
         raise WeightsError(f"{path.name}: expected a .weights.h5 or .keras file")
     return model
+
+
+def _sequential_subclasses(path: Path) -> dict:
+    """Map a custom ``Sequential`` subclass named in a ``.keras`` file to ``keras.Sequential``.
+
+    The original training code subclasses ``Sequential``; its ``.keras`` files
+    name that class, which is not importable here. Only the architecture and
+    weights matter, so the name is mapped to the plain class. Safe mode stays
+    on: nothing in the file is executed.
+    """
+    import zipfile
+
+    import keras
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path.name}: not a Keras 3 .keras archive ({exc})") from None
+    name = config.get("registered_name") or config.get("class_name")
+    if config.get("class_name") not in ("Sequential",) and name and \
+            config.get("config", {}).get("layers") is not None:
+        return {name: keras.Sequential, config.get("class_name"): keras.Sequential}
+    return {}
 
 
 def sha256_file(path: str | Path) -> str:

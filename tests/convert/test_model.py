@@ -78,7 +78,7 @@ def test_original_weights_h5_load_equal(original):
     ours = load_model(weights)
     np.testing.assert_allclose(ours.predict(images, verbose=0), model.predict(images, verbose=0),
                                atol=1e-6)
-    assert [layer.name for layer in ours.layers][4] == "conv5"
+    assert [layer.name for layer in ours.layers][6] == "conv5"
 
 
 def test_full_keras_file_loads_in_safe_mode(original):

@@ -11,19 +11,32 @@ import numpy as np
 import pytest
 
 from convert import quantize
-from convert.export import verification_images
 from convert.quantize import ArrayCalibrationReader, QuantizationGateError, SliceCalibrationReader
 
 REPO = Path(__file__).resolve().parents[2]
 FP32 = REPO / "models" / "deltaiqa-fp32.onnx"
 
 
+def _acquisitions(seed: int, doses, views=1000):
+    """Simulated slices (one phantom each) and their simulator labels."""
+    from convert.simulate import PhantomScan
+    from deltaiqa_lite.preprocess import prepare_hu
+
+    planes, labels = [], []
+    for index, dose in enumerate(doses):
+        result = PhantomScan(seed, index).acquire(dose, views)
+        planes.append(prepare_hu(result["hu"]))
+        labels.append(result["label"])
+    return np.stack(planes)[..., None], np.array(labels)
+
+
 @pytest.fixture(scope="module")
 def tiny_sets():
-    images = verification_images(24, seed=21)
-    from convert.evaluation import expected_score
-    labels = expected_score(quantize.predict(FP32, images))  # scores as labels: gate sees ranks
-    return images[:12], (images[12:18], labels[12:18]), (images[18:], labels[18:])
+    """12 calibration slices; validation and test slices with well separated doses."""
+    calibration, _ = _acquisitions(31, np.geomspace(1.0, 0.05, 12))
+    val = _acquisitions(32, np.geomspace(1.0, 0.05, 6))
+    test = _acquisitions(33, np.geomspace(1.0, 0.05, 8))
+    return calibration, val, test
 
 
 def test_calibration_reader_contract(tmp_path):
