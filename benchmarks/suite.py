@@ -55,7 +55,7 @@ TARGETS = (
     ("cold_start_speedup", ">=", 6.0, "Keras cold start / deltaiqa-lite cold start"),
     ("peak_rss_fraction", "<=", 0.25, "deltaiqa-lite peak RSS / Keras peak RSS"),
     ("env_size_fraction", "<=", 0.125, "runtime venv size / TensorFlow venv size"),
-    ("int8_ceiling_fraction", ">=", 0.70, "INT8 model GMAC/s / INT8 GEMM ceiling (all cores)"),
+    ("int8_ceiling_fraction", ">=", 0.70, "INT8 model GMAC/s / INT8 GEMM ceiling (best of each, CPU EP)"),
 )
 
 
@@ -405,21 +405,24 @@ def ratios(results: dict) -> dict:
     out["peak_rss_fraction"] = ratio(ours.get("peak_rss_mb"), theirs.get("peak_rss_mb"))
     out["env_size_fraction"] = ratio(results.get("install", {}).get("venv", {}).get("size_mb"),
                                      results.get("keras", {}).get("environment", {}).get("size_mb"))
+    # Efficiency: the model's best GMAC/s in any measured configuration against the best GEMM
+    # GMAC/s at any thread count (the machine's ceiling); and the same at all cores only.
     best = results.get("ceiling", {}).get("best", {})
     for precision in ("int8", "fp32"):
-        model_best = max((r["gmac_per_s"] for r in cpu_runs
-                          if r["precision"] == precision and r["threads"] == all_cores), default=None)
-        ceiling = best.get(f"{precision}@{all_cores}", {}).get("gmac_per_s")
-        out[f"{precision}_ceiling_fraction"] = ratio(model_best, ceiling)
+        model_best = max((r["gmac_per_s"] for r in cpu_runs if r["precision"] == precision), default=None)
+        out[f"{precision}_ceiling_fraction"] = ratio(model_best, best.get(f"{precision}@any", {}).get("gmac_per_s"))
+        model_all = max((r["gmac_per_s"] for r in cpu_runs
+                         if r["precision"] == precision and r["threads"] == all_cores), default=None)
+        out[f"{precision}_ceiling_fraction_all_cores"] = ratio(
+            model_all, best.get(f"{precision}@{all_cores}", {}).get("gmac_per_s"))
     # The OpenVINO EP against its own GEMM ceiling and against the CPU EP and Keras.
     openvino = results.get("openvino", {})
     ov_runs = openvino.get("runs", [])
     ov_best = openvino.get("ceiling", {}).get("best", {})
     for precision in ("int8", "fp32"):
-        model_best = max((r["gmac_per_s"] for r in ov_runs
-                          if r["precision"] == precision and r["threads"] == all_cores), default=None)
+        model_best = max((r["gmac_per_s"] for r in ov_runs if r["precision"] == precision), default=None)
         out[f"openvino_{precision}_ceiling_fraction"] = ratio(
-            model_best, ov_best.get(f"{precision}@{all_cores}", {}).get("gmac_per_s"))
+            model_best, ov_best.get(f"{precision}@any", {}).get("gmac_per_s"))
     ov_b1 = _find(ov_runs, precision="int8", threads=all_cores, batch=1)
     ov_ms = ov_b1["per_slice"]["p50_ms"] if ov_b1 else None
     out["openvino_int8_vs_cpu_int8"] = ratio(int8_ms, ov_ms)
