@@ -28,11 +28,20 @@ def main(argv: list[str] | None = None) -> int:
                      help="Python of the build environment (TensorFlow) for the Keras baseline")
     run.add_argument("--no-create-venvs", action="store_true",
                      help="do not create the OpenVINO venv when it is missing (skip that section)")
+    run.add_argument("--extra-model", action="append", default=[], metavar="LABEL=PATH",
+                     help="also time this ONNX model (inference, OpenVINO, profile) under LABEL")
     run.add_argument("--note", action="append", default=[], help="a note written into the results")
     args = parser.parse_args(argv)
+    extra = {}
+    for item in args.extra_model:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file() or label in ("int8", "fp32"):
+            parser.error(f"--extra-model {item}: expected LABEL=PATH to an existing .onnx file, LABEL not int8/fp32")
+        extra[label] = Path(path)
     out = args.out or (REPO / "build" / "bench-smoke" if args.smoke else REPO / "benchmarks" / "results")
     config = Config(out=out, smoke=args.smoke, models_dir=args.models, weights=args.weights, skip=set(args.skip),
-                    build_python=args.build_python, create_venvs=not args.no_create_venvs)
+                    build_python=args.build_python, create_venvs=not args.no_create_venvs,
+                    extra_models=extra)
     results = run_suite(config, notes=args.note)
     failed = [name for name, section in results.items() if isinstance(section, dict) and "error" in section]
     print(f"results in {out}: results.json, results.md, latency.png; wall {results['wall_s']} s", file=sys.stderr)

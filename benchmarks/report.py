@@ -57,11 +57,11 @@ def markdown(results: dict) -> str:
             continue
         rows += section.get("runs", [])
     if rows:
-        lines += ["| precision | provider | threads | batch | p50 | p95 | p99 | slices/s | GMAC/s | calls |",
+        lines += ["| model | provider | threads | batch | p50 | p95 | p99 | slices/s | GMAC/s | calls |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for run in rows:
             per = run["per_slice"]
-            lines.append(f"| {run['precision']} | {run['providers'][0].replace('ExecutionProvider', '')} | "
+            lines.append(f"| {run.get('label', run['precision'])} | {run['providers'][0].replace('ExecutionProvider', '')} | "
                          f"{run['threads']} | {run['batch']} | {_f(per['p50_ms'])} | {_f(per['p95_ms'])} | "
                          f"{_f(per['p99_ms'])} | {_f(run['slices_per_s'])} | {_f(run['gmac_per_s'], 0)} | "
                          f"{run['timing']['calls']} |")
@@ -158,14 +158,20 @@ def markdown(results: dict) -> str:
     profile = results.get("profile", {})
     if profile and not _why(profile):
         lines += ["", "Where the time goes (onnxruntime profiler, all cores):", ""]
-        for precision in ("int8", "fp32"):
-            if precision not in profile:
+        for precision, data in profile.items():
+            if not isinstance(data, dict) or "by_op_ms" not in data:
                 continue
-            data = profile[precision]
             total = data["node_ms"] or 1.0
             shares = ", ".join(f"{op} {ms / total:.0%}" for op, ms in list(data["by_op_ms"].items())[:6])
             lines.append(f"- {precision}, batch {data['batch']}: {data['run_ms']:.1f} ms per call; {shares}")
     lines.append("")
+    contention = {name: section.get("other_cpu_s") for name, section in results.items()
+                  if isinstance(section, dict) and section.get("other_cpu_s") is not None}
+    if contention:
+        lines += ["## Other work on the machine during each section", "",
+                  "CPU seconds used by other processes while the section ran (/proc/stat minus this suite): "
+                  + ", ".join(f"{name} {value:.1f} s / {results[name]['section_s']:.0f} s" for name, value
+                              in contention.items()), ""]
     notes = results.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
@@ -178,7 +184,7 @@ def chart_rows(results: dict) -> list[tuple[str, float, float, str]]:
     for section in ("inference", "openvino"):
         for run in results.get(section, {}).get("runs", []):
             provider = run["providers"][0].replace("ExecutionProvider", "")
-            rows.append((f"{run['precision']} {provider} t{run['threads']} b{run['batch']}",
+            rows.append((f"{run.get('label', run['precision'])} {provider} t{run['threads']} b{run['batch']}",
                          run["per_slice"]["p50_ms"], run["per_slice"]["p95_ms"], f"{run['precision']}"))
     for run in results.get("keras", {}).get("latency", {}).get("runs", []):
         rows.append((f"keras {run['mode']} b{run['batch']}", run["per_slice"]["p50_ms"], run["per_slice"]["p95_ms"],

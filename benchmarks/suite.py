@@ -72,6 +72,7 @@ class Config:
     create_venvs: bool = True
     series_slices: int = 240
     cold_runs: int = 5
+    extra_models: dict[str, Path] = field(default_factory=dict)
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True)
 
     @property
@@ -100,11 +101,30 @@ def find_models(models_dir: Path | None) -> tuple[dict[str, Path], str]:
                      "pass --models FOLDER")
 
 
+def _busy_cpu_s() -> float | None:
+    """Busy CPU time of the whole machine since boot (all CPUs, /proc/stat), in seconds."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = sum(ticks[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU time of this process and its finished children."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def _section(results: dict, name: str, config: Config, body: Callable[[], dict]) -> None:
     if name in config.skip:
         results[name] = {"skipped": "--skip"}
         return
     started = time.perf_counter()
+    busy_before, own_before = _busy_cpu_s(), _own_cpu_s()
     config.log(f"[{name}] ...")
     try:
         results[name] = body()
@@ -113,6 +133,11 @@ def _section(results: dict, name: str, config: Config, body: Callable[[], dict])
         config.log(f"[{name}] failed: {type(error).__name__}: {error}")
     results[name]["section_s"] = round(time.perf_counter() - started, 1)
     results[name]["load_average_after"] = load_average()
+    busy_after, own_after = _busy_cpu_s(), _own_cpu_s()
+    if busy_before is not None and busy_after is not None:
+        # CPU seconds spent by everything else on the machine while this section ran: other
+        # people's work skews timings, and this says by how much it could have.
+        results[name]["other_cpu_s"] = round(max(0.0, (busy_after - busy_before) - (own_after - own_before)), 1)
     config.log(f"[{name}] done in {results[name]['section_s']} s")
 
 
@@ -128,7 +153,7 @@ def run_inference(models: dict[str, Path], config: Config) -> dict:
                                       session=session)
                 config.log(f"  {precision} cpu threads {threads} batch {batch}: "
                            f"{run.per_slice['p50_ms']:.1f} ms/slice p50, {run.slices_per_s:.1f} slices/s")
-                runs.append(run.to_dict())
+                runs.append(run.to_dict() | {"label": precision})
     return {"runs": runs}
 
 
@@ -375,7 +400,7 @@ def ratios(results: dict) -> dict:
     """Headline ratios from one run's figures; a ratio whose inputs are missing is None."""
     all_cores = results.get("config", {}).get("threads", [1])[-1]
     cpu_runs = results.get("inference", {}).get("runs", [])
-    int8_b1 = _find(cpu_runs, precision="int8", threads=all_cores, batch=1)
+    int8_b1 = _find(cpu_runs, label="int8", threads=all_cores, batch=1)
     keras_runs = results.get("keras", {}).get("latency", {}).get("runs", [])
     tf_b1 = _find(keras_runs, mode="tf.function", batch=1)
     predict_b1 = _find(keras_runs, mode="model.predict", batch=1)
@@ -388,7 +413,7 @@ def ratios(results: dict) -> dict:
     out["int8_vs_tf_function"] = ratio(tf_b1["per_slice"]["p50_ms"] if tf_b1 else None, int8_ms)
     out["int8_vs_model_predict"] = ratio(predict_b1["per_slice"]["p50_ms"] if predict_b1 else None, int8_ms)
     # Throughput at batch 16 (informative: the per-slice target is set at batch 1).
-    int8_b16 = _find(cpu_runs, precision="int8", threads=all_cores, batch=16)
+    int8_b16 = _find(cpu_runs, label="int8", threads=all_cores, batch=16)
     tf_b16 = _find(keras_runs, mode="tf.function", batch=16)
     out["int8_vs_tf_function_b16_throughput"] = ratio(int8_b16["slices_per_s"] if int8_b16 else None,
                                                       tf_b16["slices_per_s"] if tf_b16 else None)
@@ -409,10 +434,10 @@ def ratios(results: dict) -> dict:
     # GMAC/s at any thread count (the machine's ceiling); and the same at all cores only.
     best = results.get("ceiling", {}).get("best", {})
     for precision in ("int8", "fp32"):
-        model_best = max((r["gmac_per_s"] for r in cpu_runs if r["precision"] == precision), default=None)
+        model_best = max((r["gmac_per_s"] for r in cpu_runs if r.get("label") == precision), default=None)
         out[f"{precision}_ceiling_fraction"] = ratio(model_best, best.get(f"{precision}@any", {}).get("gmac_per_s"))
         model_all = max((r["gmac_per_s"] for r in cpu_runs
-                         if r["precision"] == precision and r["threads"] == all_cores), default=None)
+                         if r.get("label") == precision and r["threads"] == all_cores), default=None)
         out[f"{precision}_ceiling_fraction_all_cores"] = ratio(
             model_all, best.get(f"{precision}@{all_cores}", {}).get("gmac_per_s"))
     # The OpenVINO EP against its own GEMM ceiling and against the CPU EP and Keras.
@@ -420,10 +445,10 @@ def ratios(results: dict) -> dict:
     ov_runs = openvino.get("runs", [])
     ov_best = openvino.get("ceiling", {}).get("best", {})
     for precision in ("int8", "fp32"):
-        model_best = max((r["gmac_per_s"] for r in ov_runs if r["precision"] == precision), default=None)
+        model_best = max((r["gmac_per_s"] for r in ov_runs if r.get("label") == precision), default=None)
         out[f"openvino_{precision}_ceiling_fraction"] = ratio(
             model_best, ov_best.get(f"{precision}@any", {}).get("gmac_per_s"))
-    ov_b1 = _find(ov_runs, precision="int8", threads=all_cores, batch=1)
+    ov_b1 = _find(ov_runs, label="int8", threads=all_cores, batch=1)
     ov_ms = ov_b1["per_slice"]["p50_ms"] if ov_b1 else None
     out["openvino_int8_vs_cpu_int8"] = ratio(int8_ms, ov_ms)
     out["openvino_int8_vs_tf_function"] = ratio(tf_b1["per_slice"]["p50_ms"] if tf_b1 else None, ov_ms)
@@ -446,6 +471,9 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
     """Run every section not skipped; write results.json, results.md and latency.png into ``config.out``."""
     started = time.perf_counter()
     models, source = find_models(config.models_dir)
+    # Extra models (e.g. another quantization of the same network) join the inference, OpenVINO and
+    # profile sections under their label; the ratios use the shipped "int8"/"fp32" only.
+    timed_models = {**models, **config.extra_models}
     if config.weights is None:
         # The Keras weights the ONNX models were exported from, where they sit beside them.
         folder = models["fp32"].parent
@@ -460,6 +488,7 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
         "mode": "smoke" if config.smoke else "full",
         "config": {"threads": config.threads, "batches": config.batches, "budget": config.budget.__dict__,
                    "models": {k: str(v) for k, v in models.items()}, "models_source": source,
+                   "extra_models": {k: str(v) for k, v in config.extra_models.items()},
                    "weights": str(config.weights) if config.weights else None,
                    "gmac_per_slice": GMAC_PER_SLICE, "skip": sorted(config.skip)},
         "gpu": "not measured: this session had no GPU machine (the device tool reported none drawn); "
@@ -468,9 +497,9 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="deltaiqa-bench-") as temporary:
         work = Path(temporary)
         _section(results, "machine", config, machine_facts)
-        _section(results, "inference", config, lambda: run_inference(models, config))
-        _section(results, "openvino", config, lambda: run_openvino(models, config, work))
-        _section(results, "profile", config, lambda: run_profile(models, config))
+        _section(results, "inference", config, lambda: run_inference(timed_models, config))
+        _section(results, "openvino", config, lambda: run_openvino(timed_models, config, work))
+        _section(results, "profile", config, lambda: run_profile(timed_models, config))
         _section(results, "ceiling", config, lambda: run_ceiling(config))
         _section(results, "preprocess", config, lambda: run_preprocess(config, work))
         _section(results, "series", config, lambda: run_series(models, config, work))

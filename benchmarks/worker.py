@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
             session = make_session(path, spec["provider"], threads)
             for batch in spec["batches"]:
                 runs.append(bench_inference(path, provider=spec["provider"], threads=threads, batch=batch,
-                                            budget=budget, session=session).to_dict())
+                                            budget=budget, session=session).to_dict() | {"label": precision})
     from benchmarks.ceiling import GEMM_BUDGET, best_by_precision, time_gemm
 
     gemm_runs = []

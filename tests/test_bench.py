@@ -162,13 +162,16 @@ def test_tree_size_counts_files_not_links(tmp_path):
 
 def _fake_results(int8_ms: float, tf_ms: float, predict_ms: float) -> dict:
     def run(precision, threads, batch, p50, rate):
-        return {"precision": precision, "threads": threads, "batch": batch, "per_slice": {"p50_ms": p50},
+        return {"precision": precision, "label": precision, "threads": threads, "batch": batch,
+                "per_slice": {"p50_ms": p50},
                 "slices_per_s": rate, "gmac_per_s": rate * 5.33}
 
     return {
         "config": {"threads": [1, 2]},
         "inference": {"runs": [run("int8", 2, 1, int8_ms, 1000 / int8_ms), run("int8", 2, 16, 8.0, 125.0),
-                               run("int8", 1, 16, 4.0, 250.0), run("fp32", 2, 1, 40.0, 25.0)]},
+                               run("int8", 1, 16, 4.0, 250.0), run("fp32", 2, 1, 40.0, 25.0),
+                               # another INT8 model under its own label must not enter the ratios
+                               run("int8", 2, 1, 1.0, 1000.0) | {"label": "int8-other"}]},
         "keras": {"latency": {"runs": [{"mode": "tf.function", "batch": 1, "per_slice": {"p50_ms": tf_ms}},
                                        {"mode": "model.predict", "batch": 1, "per_slice": {"p50_ms": predict_ms}}]},
                   "cold_start": {"first_output_s": 3.6, "peak_rss_mb": 600.0}, "environment": {"size_mb": 2000.0}},
