@@ -32,7 +32,9 @@ def markdown(results: dict) -> str:
              f"{machine.get('memory_gib')} GiB, flags {', '.join(machine.get('cpu_flags', []))}",
              f"- load average at start {machine.get('load_average_at_start')}",
              f"- models: {results['config']['models_source']} ({', '.join(results['config']['models'].values())})",
-             f"- Keras weights: {results.get('keras', {}).get('weights_note', results['config'].get('weights'))}",
+             f"- Keras weights: {results['config'].get('weights')} "
+             f"({results.get('keras', {}).get('weights_note', 'n/a')})",
+             "- sha256: " + ", ".join(f"{k} {str(v)[:12]}" for k, v in results["config"].get("sha256", {}).items()),
              f"- GPU: {results['gpu']}", ""]
     packages = machine.get("packages", {})
     if packages:

@@ -101,6 +101,23 @@ def find_models(models_dir: Path | None) -> tuple[dict[str, Path], str]:
                      "pass --models FOLDER")
 
 
+def _fingerprints(paths: dict[str, Path | None]) -> dict[str, str | None]:
+    """sha256 of each file (None for a missing one): which exact models a run measured."""
+    import hashlib
+
+    out = {}
+    for label, path in paths.items():
+        if path is None or not Path(path).is_file():
+            out[label] = None
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        out[label] = digest.hexdigest()
+    return out
+
+
 def _busy_cpu_s() -> float | None:
     """Busy CPU time of the whole machine since boot (all CPUs, /proc/stat), in seconds."""
     try:
@@ -489,6 +506,7 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
         "config": {"threads": config.threads, "batches": config.batches, "budget": config.budget.__dict__,
                    "models": {k: str(v) for k, v in models.items()}, "models_source": source,
                    "extra_models": {k: str(v) for k, v in config.extra_models.items()},
+                   "sha256": _fingerprints({**timed_models, "weights": config.weights}),
                    "weights": str(config.weights) if config.weights else None,
                    "gmac_per_slice": GMAC_PER_SLICE, "skip": sorted(config.skip)},
         "gpu": "not measured: this session had no GPU machine (the device tool reported none drawn); "
@@ -507,6 +525,12 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
         empty = results.get("install", {}).get("venv", {}).get("empty_venv_mb")
         _section(results, "keras", config, lambda: run_keras(models, config, work, empty))
     results["notes"] = list(notes or [])
+    # The files must be the same at the end as at the start, or the sections measured different models.
+    fingerprints_after = _fingerprints({**timed_models, "weights": config.weights})
+    if fingerprints_after != results["config"]["sha256"]:
+        changed = sorted(k for k in fingerprints_after if fingerprints_after[k] != results["config"]["sha256"].get(k))
+        results["notes"].append(f"WARNING: model files changed during the run ({', '.join(changed)}); "
+                                "the sections may have measured different files")
     results["ratios"] = ratios(results)
     results["targets"] = targets(results["ratios"])
     results["wall_s"] = round(time.perf_counter() - started, 1)
