@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="do not create the OpenVINO venv when it is missing (skip that section)")
     run.add_argument("--extra-model", action="append", default=[], metavar="LABEL=PATH",
                      help="also time this ONNX model (inference, OpenVINO, profile) under LABEL")
+    run.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                     help="before each section wait up to SECONDS for other processes to go quiet "
+                          "(< 0.15 CPUs over 5 s); each section records what others used anyway")
     run.add_argument("--note", action="append", default=[], help="a note written into the results")
     args = parser.parse_args(argv)
     extra = {}
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (REPO / "build" / "bench-smoke" if args.smoke else REPO / "benchmarks" / "results")
     config = Config(out=out, smoke=args.smoke, models_dir=args.models, weights=args.weights, skip=set(args.skip),
                     build_python=args.build_python, create_venvs=not args.no_create_venvs,
-                    extra_models=extra)
+                    extra_models=extra, wait_quiet_s=args.wait_quiet)
     results = run_suite(config, notes=args.note)
     failed = [name for name, section in results.items() if isinstance(section, dict) and "error" in section]
     print(f"results in {out}: results.json, results.md, latency.png; wall {results['wall_s']} s", file=sys.stderr)

@@ -171,9 +171,14 @@ def markdown(results: dict) -> str:
                   if isinstance(section, dict) and section.get("other_cpu_s") is not None}
     if contention:
         lines += ["## Other work on the machine during each section", "",
-                  "CPU seconds used by other processes while the section ran (/proc/stat minus this suite): "
-                  + ", ".join(f"{name} {value:.1f} s / {results[name]['section_s']:.0f} s" for name, value
-                              in contention.items()), ""]
+                  "CPU seconds used by other processes while the section ran (/proc/stat minus this suite), "
+                  "against the section's wall time; over 10 % of one CPU marks the section CONTENDED "
+                  "(its timings are slower than this machine can do):", ""]
+        for name, value in contention.items():
+            wall = results[name]["section_s"] or 0.0
+            flag = " CONTENDED" if wall and value / wall > 0.10 else ""
+            lines.append(f"- {name}: {value:.1f} s in {wall:.0f} s{flag}")
+        lines.append("")
     notes = results.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]

@@ -73,6 +73,7 @@ class Config:
     series_slices: int = 240
     cold_runs: int = 5
     extra_models: dict[str, Path] = field(default_factory=dict)
+    wait_quiet_s: float = 0.0
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True)
 
     @property
@@ -136,10 +137,34 @@ def _own_cpu_s() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def _wait_quiet(config: Config, name: str, window_s: float = 5.0, threshold_cpus: float = 0.15) -> float:
+    """Wait (at most ``config.wait_quiet_s``) until other processes use under ``threshold_cpus`` CPUs.
+
+    Returns the seconds waited. The suite is idle while it samples, so all busy time is others'.
+    """
+    started = time.perf_counter()
+    while True:
+        before = _busy_cpu_s()
+        time.sleep(window_s)
+        after = _busy_cpu_s()
+        if before is None or after is None:
+            return 0.0
+        others = (after - before) / window_s
+        waited = time.perf_counter() - started
+        if others < threshold_cpus:
+            return round(waited, 1)
+        if waited >= config.wait_quiet_s:
+            config.log(f"[{name}] machine still busy ({others:.2f} CPUs used by others) after {waited:.0f} s; "
+                       "measuring anyway")
+            return round(waited, 1)
+        config.log(f"[{name}] waiting for a quiet machine ({others:.2f} CPUs used by others)")
+
+
 def _section(results: dict, name: str, config: Config, body: Callable[[], dict]) -> None:
     if name in config.skip:
         results[name] = {"skipped": "--skip"}
         return
+    waited = _wait_quiet(config, name) if config.wait_quiet_s > 0 else None
     started = time.perf_counter()
     busy_before, own_before = _busy_cpu_s(), _own_cpu_s()
     config.log(f"[{name}] ...")
@@ -155,6 +180,8 @@ def _section(results: dict, name: str, config: Config, body: Callable[[], dict])
         # CPU seconds spent by everything else on the machine while this section ran: other
         # people's work skews timings, and this says by how much it could have.
         results[name]["other_cpu_s"] = round(max(0.0, (busy_after - busy_before) - (own_after - own_before)), 1)
+    if waited is not None:
+        results[name]["waited_for_quiet_s"] = waited
     config.log(f"[{name}] done in {results[name]['section_s']} s")
 
 
