@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out folder for the gate (default: the calibration folder's test split)")
     p.add_argument("--calibration-count", type=int, default=128)
     p.add_argument("--method", default="auto",
-                   help="auto (compare and pick) or minmax|entropy|percentile[-symmetric]")
+                   help="auto (compare and pick) or one of minmax|entropy|percentile99.999|"
+                        "percentile99.99|percentile99.9, with -symmetric|-asymmetric, optionally +conv1-float")
     p.add_argument("--compare", action="store_true",
                    help="with a fixed method, still measure the other calibrations")
     p.set_defaults(func=_cmd_quantize)

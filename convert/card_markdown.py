@@ -83,6 +83,20 @@ def render(fp32: dict, int8: dict, files: dict[str, str]) -> str:
         f"- held-out gate {q.get('gate')}: mean |score diff| {gate.get('mean_abs_score_diff')}, "
         f"class agreement {gate.get('class_agreement')}, sum drop {gate.get('sum_drop')}, "
         f"passed: {gate.get('passed')}",
+        "- held-out attempts, in validation rank order: " + "; ".join(
+            f"{a['variant']}: mean {a['mean_abs_score_diff']}, max {a['max_abs_score_diff']}, "
+            f"class agreement {a['class_agreement']}, "
+            + ("passed" if a["passed"] else "failed (" + ", ".join(a["failures"]) + ")")
+            for a in q.get("held_out_attempts", [])),
+        "- class agreement is fragile: two-hot training spreads probability over neighbouring",
+        f"  classes; {q.get('held_out_near_ties', {}).get('count', '?')} of the "
+        f"{q.get('held_out_near_ties', {}).get('of', '?')} held-out slices have their top two "
+        f"probabilities within {q.get('held_out_near_ties', {}).get('gap', '?')} of each other,",
+        "  where tiny score shifts flip the argmax.",
+        "- symmetric activations (needed by TensorRT's INT8) lose too much on this model (none",
+        "  passes the gate on validation); on TensorRT run the FP32 model, which the runtime",
+        "  builds as FP16. Keeping conv1 in float (the INT8 step of the [0, 1] input is 5.5 HU)",
+        "  did not help either (`+conv1-float` variants, measured while building this model).",
         "",
         "| calibration (validation split) | mean abs score diff | max abs score diff | class agreement | sum drop | CPU ms/slice |",
         "|---|---|---|---|---|---|",
