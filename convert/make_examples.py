@@ -9,7 +9,7 @@ deterministically from the example's name (re-running gives identical files).
 
 Run from the repository root::
 
-    python examples/make_examples.py            # writes examples/*.dcm
+    python -m convert.make_examples             # writes examples/*.dcm
 """
 
 from __future__ import annotations
