@@ -166,6 +166,10 @@ def markdown(results: dict) -> str:
             total = data["node_ms"] or 1.0
             shares = ", ".join(f"{op} {ms / total:.0%}" for op, ms in list(data["by_op_ms"].items())[:6])
             lines.append(f"- {precision}, batch {data['batch']}: {data['run_ms']:.1f} ms per call; {shares}")
+            layers = conv_layer_rates(data)
+            if layers:
+                lines.append("  - conv kernels alone (profiler time, GMAC/s): "
+                             + ", ".join(f"{name} {rate:.0f}" for name, rate in layers.items()))
     lines.append("")
     contention = {name: section.get("other_cpu_s") for name, section in results.items()
                   if isinstance(section, dict) and section.get("other_cpu_s") is not None}
@@ -183,6 +187,22 @@ def markdown(results: dict) -> str:
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
+
+
+# Multiply-accumulates per slice of each convolution of Delta-IQA (DESIGN.md section 1).
+CONV_MACS = {"conv1": 126 * 126 * 96 * 11 * 11 * 1, "conv2": 62 * 62 * 256 * 5 * 5 * 96,
+             "conv3": 30 * 30 * 384 * 3 * 3 * 256, "conv4": 30 * 30 * 384 * 3 * 3 * 384,
+             "conv5": 30 * 30 * 256 * 3 * 3 * 384}
+
+
+def conv_layer_rates(profile: dict) -> dict[str, float]:
+    """GMAC/s of each conv node in a profile (node names start with the Keras layer name, e.g. conv2_1/...)."""
+    rates = {}
+    for node in profile.get("top_nodes_ms", []):
+        layer = node["node"].split("_")[0]
+        if layer in CONV_MACS and node["op"] in ("Conv", "QLinearConv") and layer not in rates and node["ms"] > 0:
+            rates[layer] = CONV_MACS[layer] * profile["batch"] / 1e9 / (node["ms"] / 1e3)
+    return dict(sorted(rates.items()))
 
 
 def chart_rows(results: dict) -> list[tuple[str, float, float, str]]:
