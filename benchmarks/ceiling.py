@@ -31,8 +31,19 @@ import numpy as np
 
 from deltaiqa_lite.bench import Budget, time_calls
 
-__all__ = ["SIZES", "KINDS", "gemm_model", "gemm_feeds", "time_gemm", "bench_gemm", "save_gemm_models",
-           "best_by_precision", "ceilings", "profile_ops", "GEMM_BUDGET"]
+__all__ = [
+    "GEMM_BUDGET",
+    "KINDS",
+    "SIZES",
+    "bench_gemm",
+    "best_by_precision",
+    "ceilings",
+    "gemm_feeds",
+    "gemm_model",
+    "profile_ops",
+    "save_gemm_models",
+    "time_gemm",
+]
 
 SIZES = {"square-1024": (1024, 1024, 1024), "square-2048": (2048, 2048, 2048),
          "conv3-as-gemm-b16": (16 * 30 * 30, 3 * 3 * 256, 384)}
@@ -60,7 +71,7 @@ def gemm_model(kind: str, m: int, k: int, n: int, seed: int = 0):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed + 1)
-    scalar = lambda value, dtype, name: numpy_helper.from_array(np.array(value, dtype=dtype), name)  # noqa: E731
+    scalar = lambda value, dtype, name: numpy_helper.from_array(np.array(value, dtype=dtype), name)
     if kind == "fp32-matmul":
         nodes = [helper.make_node("MatMul", ["A", "B"], ["Y"])]
         inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])]

@@ -21,8 +21,15 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["tree_size_mb", "du_mb", "venv_bin", "build_wheel", "runtime_venv", "openvino_venv",
-           "closure_size_script"]
+__all__ = [
+    "build_wheel",
+    "closure_size_script",
+    "du_mb",
+    "openvino_venv",
+    "runtime_venv",
+    "tree_size_mb",
+    "venv_bin",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +52,7 @@ def du_mb(root: str | os.PathLike) -> float | None:
     """``du -sk`` of ``root`` in MB, or None where ``du`` is missing."""
     if not shutil.which("du"):
         return None
-    done = subprocess.run(["du", "-sk", str(root)], capture_output=True, text=True)
+    done = subprocess.run(["du", "-sk", str(root)], capture_output=True, text=True, check=False)
     return int(done.stdout.split()[0]) * 1024 / 1e6 if done.returncode == 0 else None
 
 
@@ -54,7 +61,7 @@ def venv_bin(venv: Path, name: str) -> str:
 
 
 def _checked(command: list[str], **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return done

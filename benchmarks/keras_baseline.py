@@ -38,9 +38,10 @@ def _latency(args: argparse.Namespace) -> dict:
     for batch in args.batch:
         images = rng.random((batch, 512, 512, 1), dtype=np.float32)
         tensor = tf.constant(images)
-        predict = time_calls(lambda: model.predict(images, batch_size=batch, verbose=0), budget, batch)
+        predict = time_calls(lambda images=images, batch=batch: model.predict(images, batch_size=batch, verbose=0),
+                             budget, batch)
         # .numpy() waits for the result, so the timing covers the whole computation.
-        function = time_calls(lambda: infer(tensor).numpy(), budget, batch)
+        function = time_calls(lambda tensor=tensor: infer(tensor).numpy(), budget, batch)
         for mode, timing in (("model.predict", predict), ("tf.function", function)):
             runs.append({"mode": mode, "batch": batch, "timing": timing.__dict__, "per_slice": timing.per_item(),
                          "slices_per_s": timing.throughput})

@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["machine_facts", "package_versions", "load_average"]
+__all__ = ["load_average", "machine_facts", "package_versions"]
 
 # Instruction-set flags that decide which onnxruntime/oneDNN kernels run.
 INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",

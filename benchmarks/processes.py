@@ -13,11 +13,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["ProcessRun", "run_process", "clean_env"]
+__all__ = ["ProcessRun", "clean_env", "run_process"]
 
 LAUNCHER = Path(__file__).resolve().with_name("launch.py")
 
@@ -66,7 +66,7 @@ def run_process(command: Sequence[str], *, env: dict | None = None, cwd: str | N
         with open(err_path, "wb") as errors:
             # -S -I: no site-packages, no user paths; the launcher needs the standard library only.
             done = subprocess.run([sys.executable, "-S", "-I", str(LAUNCHER), str(out_path), "--", *map(str, command)],
-                                  stdout=subprocess.PIPE, stderr=errors, env=env, cwd=cwd, timeout=timeout)
+                                  stdout=subprocess.PIPE, stderr=errors, env=env, cwd=cwd, timeout=timeout, check=False)
         stderr = err_path.read_text(errors="replace")
         if done.returncode != 0 or not done.stdout.strip():
             raise RuntimeError(f"launcher failed ({done.returncode}) for {' '.join(map(str, command))}: {stderr[-800:]}")

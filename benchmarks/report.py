@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["markdown", "draw_chart", "chart_rows"]
+__all__ = ["chart_rows", "draw_chart", "markdown"]
 
 
 def _f(value, digits: int = 1, suffix: str = "") -> str:

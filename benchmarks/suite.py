@@ -28,9 +28,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,8 +38,16 @@ from benchmarks import envs
 from benchmarks.ceiling import save_gemm_models
 from benchmarks.machine import load_average, machine_facts
 from benchmarks.processes import clean_env, run_process
-from deltaiqa_lite.bench import (GMAC_PER_SLICE, SERIES_SYNTAXES, Budget, bench_inference, bench_preprocessing,
-                                 bench_series, cpu_count, make_session, write_series)
+from deltaiqa_lite.bench import (
+    GMAC_PER_SLICE,
+    Budget,
+    bench_inference,
+    bench_preprocessing,
+    bench_series,
+    cpu_count,
+    make_session,
+    write_series,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.dcm"))
@@ -170,7 +178,7 @@ def _section(results: dict, name: str, config: Config, body: Callable[[], dict])
     config.log(f"[{name}] ...")
     try:
         results[name] = body()
-    except Exception as error:  # one failing section must not lose the others' figures
+    except Exception as error:  # noqa: BLE001 - one failing section must not lose the others' figures
         results[name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-3000:]}
         config.log(f"[{name}] failed: {type(error).__name__}: {error}")
     results[name]["section_s"] = round(time.perf_counter() - started, 1)
@@ -369,7 +377,7 @@ def run_install(models: dict[str, Path], source: str, config: Config, work: Path
         command += ["--model", str(models["int8"])]  # the wheel carries no models until models/ holds them
     cold = _cold_runs(command, config, clean_env(), str(work))
     document = json.loads(subprocess.run(command, capture_output=True, text=True, env=clean_env(),
-                                         cwd=str(work)).stdout)
+                                         cwd=str(work), check=False).stdout)
     cold["score"] = document["slices"][0]["score"]
     cold["model_path"] = document["model_path"]
     return {"venv": venv_info, "cold_start": cold}
@@ -377,7 +385,7 @@ def run_install(models: dict[str, Path], source: str, config: Config, work: Path
 
 def _build_python_has_tf(python: str) -> bool:
     done = subprocess.run([python, "-c", "import importlib.util as u; print(bool(u.find_spec('tensorflow')))"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     return done.stdout.strip() == "True"
 
 
@@ -391,7 +399,7 @@ def run_keras(models: dict[str, Path], config: Config, work: Path, empty_venv_mb
     if weights is None or not weights.is_file():
         weights = work / "random.weights.h5"
         done = subprocess.run([python, "-m", "benchmarks.keras_baseline", "random-weights", str(weights)],
-                              capture_output=True, text=True, env=env, cwd=str(REPO))
+                              capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
         if done.returncode != 0:
             raise RuntimeError(f"random weights: {done.stderr[-1500:]}")
         weights_note = "random (seed 0): no weights file given; latency does not depend on weight values"
@@ -415,7 +423,7 @@ def run_keras(models: dict[str, Path], config: Config, work: Path, empty_venv_mb
     cold = _cold_runs([python, "-m", "benchmarks.keras_baseline", "coldstart", str(weights), str(example)],
                       config, env, str(REPO))
     closure = subprocess.run([python, "-c", envs.closure_size_script, "tensorflow", "pydicom"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
     if closure.returncode != 0:
         raise RuntimeError(f"environment size: {closure.stderr[-1500:]}")
     size = json.loads(closure.stdout)
@@ -424,7 +432,7 @@ def run_keras(models: dict[str, Path], config: Config, work: Path, empty_venv_mb
         subprocess.run([sys.executable, "-m", "venv", str(empty)], check=True, capture_output=True)
         empty_venv_mb = envs.tree_size_mb(empty)
     build_prefix = subprocess.run([python, "-c", "import sys; print(sys.prefix)"], capture_output=True,
-                                  text=True).stdout.strip()
+                                  text=True, check=False).stdout.strip()
     return {"weights": str(weights), "weights_note": weights_note, "latency": latency, "cold_start": cold,
             "environment": {"tensorflow_closure_mb": size["size_mb"], "closure": size["closure"],
                             "empty_venv_mb": empty_venv_mb, "size_mb": size["size_mb"] + empty_venv_mb,

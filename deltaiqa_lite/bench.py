@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Budget", "Timing", "InferenceRun", "PreprocessRun", "SeriesRun", "time_calls", "make_session",
-           "bench_inference", "bench_preprocessing", "bench_series", "write_series", "SERIES_SYNTAXES",
-           "GMAC_PER_SLICE", "cpu_count"]
+__all__ = [
+    "GMAC_PER_SLICE",
+    "SERIES_SYNTAXES",
+    "Budget",
+    "InferenceRun",
+    "PreprocessRun",
+    "SeriesRun",
+    "Timing",
+    "bench_inference",
+    "bench_preprocessing",
+    "bench_series",
+    "cpu_count",
+    "make_session",
+    "time_calls",
+    "write_series",
+]
 
 # Multiply-accumulates of one Delta-IQA forward pass at 512x512 (DESIGN.md section 1).
 GMAC_PER_SLICE = 5.33
@@ -56,7 +69,7 @@ class Budget:
     max_seconds: float = 30.0
 
     @classmethod
-    def smoke(cls) -> "Budget":
+    def smoke(cls) -> Budget:
         """A few calls: proves the code path works, the figures mean little."""
         return cls(warmup=1, min_calls=3, min_seconds=0.0, max_calls=3, max_seconds=5.0)
 
@@ -75,7 +88,7 @@ class Timing:
     total_s: float
 
     @classmethod
-    def from_seconds(cls, seconds: Sequence[float], items_per_call: int = 1) -> "Timing":
+    def from_seconds(cls, seconds: Sequence[float], items_per_call: int = 1) -> Timing:
         values = np.asarray(seconds, dtype=np.float64) * 1e3
         if values.size == 0:
             raise ValueError("no timed calls")
@@ -355,7 +368,12 @@ def write_series(folder: str | os.PathLike, count: int, templates: Sequence[str 
     import subprocess
 
     import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        RLELossless,
+        generate_uid,
+    )
 
     from deltaiqa_lite.errors import DeltaIQAError
 

@@ -50,7 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deltaiqa_lite.bench import Budget, bench_inference, bench_series, cpu_count, make_session, write_series
+    from deltaiqa_lite.bench import (
+        Budget,
+        bench_inference,
+        bench_series,
+        cpu_count,
+        make_session,
+        write_series,
+    )
     from deltaiqa_lite.errors import DeltaIQAError
     from deltaiqa_lite.score import Scorer
     from deltaiqa_lite.session import resolve_model
