@@ -14,17 +14,9 @@ import json
 import sys
 import tempfile
 
+from deltaiqa_lite.commands._args import positive_int
+
 HELP = "measure latency (p50/p95/p99) and throughput of the models on this machine"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models to measure: 'int8', 'fp32' or .onnx paths (default: int8 fp32)")
     parser.add_argument("--provider", nargs="+", default=["cpu"], choices=("cpu", "openvino", "cuda", "tensorrt"),
                         help="execution providers (default: cpu)")
-    parser.add_argument("--batch-size", nargs="+", type=_positive_int, default=[1, 4, 16],
+    parser.add_argument("--batch-size", nargs="+", type=positive_int, default=[1, 4, 16],
                         help="batch sizes (default: 1 4 16)")
-    parser.add_argument("--threads", nargs="+", type=_positive_int, default=None,
+    parser.add_argument("--threads", nargs="+", type=positive_int, default=None,
                         help="intra-op thread counts (default: 1 and all CPUs)")
     parser.add_argument("--seconds", type=float, default=4.0,
                         help="minimum seconds per configuration (default 4; at least 20 calls)")
@@ -42,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="3 calls per configuration: checks that it runs, figures are rough")
     parser.add_argument("--series", default=None, metavar="FOLDER",
                         help="also time Scorer.score_series on this folder against pure inference")
-    parser.add_argument("--generate", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--generate", type=positive_int, default=None, metavar="N",
                         help="also write an N-slice series from --template files and time it")
     parser.add_argument("--template", nargs="+", default=None, metavar="DICOM",
                         help="single-frame CT DICOM files the generated series copies pixels from")
