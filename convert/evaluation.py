@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-LIKERT = np.arange(5, dtype=np.float64)
+from deltaiqa_lite.metrics import krocc, likert_class, plcc, srocc
+from deltaiqa_lite.score import likert_from_probabilities
 
 
 def expected_score(probabilities: np.ndarray) -> np.ndarray:
-    """Continuous Likert score ``sum_k k * p_k`` (DESIGN.md section 3)."""
-    return np.asarray(probabilities, dtype=np.float64) @ LIKERT
+    """Continuous Likert score ``sum_k k * p_k`` (DESIGN.md section 3), as the runtime computes it."""
+    return likert_from_probabilities(probabilities)[0]
 
 
 def quality_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
-    """PLCC, SROCC, KROCC (tau-b), their sum, accuracy (rounded) and MAE."""
-    from scipy import stats
+    """PLCC, SROCC, KROCC (tau-b), their sum, accuracy (rounded) and MAE.
 
+    The runtime's NumPy metrics (equal to ``scipy.stats`` within 1e-9, tested),
+    so a model card and ``deltaiqa-lite evaluate`` report the same figures.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
-    plcc = float(stats.pearsonr(scores, labels)[0])
-    srocc = float(stats.spearmanr(scores, labels)[0])
-    krocc = float(stats.kendalltau(scores, labels)[0])
+    p, s, k = plcc(scores, labels), srocc(scores, labels), krocc(scores, labels)
     return {
         "n": int(scores.size),
-        "plcc": round(plcc, 4),
-        "srocc": round(srocc, 4),
-        "krocc": round(krocc, 4),
-        "sum": round(plcc + srocc + krocc, 4),
-        # np.round rounds half to even; labels are multiples of 0.2 so never x.5
-        "accuracy": round(float(np.mean(np.round(scores) == np.round(labels))), 4),
+        "plcc": round(p, 4),
+        "srocc": round(s, 4),
+        "krocc": round(k, 4),
+        "sum": round(p + s + k, 4),
+        "accuracy": round(float(np.mean(likert_class(scores) == likert_class(labels))), 4),
         "mae": round(float(np.mean(np.abs(scores - labels))), 4),
     }
 
