@@ -38,7 +38,7 @@ def render(fp32: dict, int8: dict, files: dict[str, str]) -> str:
         f"- output `probabilities`: {fp32['outputs']['probabilities']}",
         f"- output `conv5`: {fp32['outputs']['conv5']}",
         f"- score: {fp32['score']}",
-        f"- classes: " + ", ".join(f"{k} {label} ({meaning})" for k, (label, meaning) in
+        "- classes: " + ", ".join(f"{k} {label} ({meaning})" for k, (label, meaning) in
                                    enumerate(zip(fp32["class_labels"], fp32["class_meanings"]))),
         f"- preprocessing: {fp32['preprocessing']}",
         "",

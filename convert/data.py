@@ -39,10 +39,6 @@ class LabelledSlice:
     score: float
     group: str  # slices of one group (phantom/patient) never straddle two splits
 
-    @property
-    def name(self) -> str:
-        return self.path.name if self.page == 0 and not self.path.name.startswith("valid") \
-            else f"{self.path.name}[{self.page}]"
 
 
 def fuzzy_label(score: float, num_classes: int = NUM_CLASSES) -> np.ndarray:

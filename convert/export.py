@@ -83,7 +83,7 @@ def _rename_io(model_proto) -> None:
     graph.output.extend(copies)
 
 
-def convert_to_onnx(model, output: str | Path):
+def convert_to_onnx(model):
     """Convert a built Keras Delta-IQA to an ONNX ModelProto (no card yet)."""
     import onnx
     import tensorflow as tf
@@ -152,7 +152,7 @@ def export_command(weights: str | Path, output: str | Path, *, verify_data=None,
     output.parent.mkdir(parents=True, exist_ok=True)
     model = load_model(weights)
     log(f"export: loaded {weights.name} ({model.count_params():,} parameters)")
-    model_proto = convert_to_onnx(model, output)
+    model_proto = convert_to_onnx(model)
     extra = json.loads(Path(card_extra).read_text()) if card_extra else None
     metrics = {}
     metrics_file = weights.parent / "metrics.json"

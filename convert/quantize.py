@@ -94,6 +94,9 @@ class SliceCalibrationReader:
         self.input_name = input_name
         self._cursor = 0
 
+    def __len__(self) -> int:
+        return len(self.items)
+
     def get_next(self) -> dict | None:
         if self._cursor >= len(self.items):
             return None
@@ -112,6 +115,9 @@ class ArrayCalibrationReader(SliceCalibrationReader):
         self.images = images
         self.input_name = input_name
         self._cursor = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
 
     def get_next(self) -> dict | None:
         if self._cursor >= len(self.images):
@@ -184,19 +190,21 @@ def quantize_variant(prepared: Path, output: Path, reader, variant: Variant) -> 
     return output
 
 
-def predict(model_path: Path, images: np.ndarray, batch: int = 8) -> np.ndarray:
+def cpu_session(model_path: Path):
+    """One CPU onnxruntime session of ``model_path``, made once and reused by the checks."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+
+
+def predict(session, images: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Probabilities of ``images`` through ``session`` (see :func:`cpu_session`)."""
     return np.concatenate([session.run(["probabilities"], {"image": images[i:i + batch]})[0]
                            for i in range(0, len(images), batch)])
 
 
-def latency_ms(model_path: Path, image: np.ndarray, repeats: int = 15) -> float:
+def latency_ms(session, image: np.ndarray, repeats: int = 15) -> float:
     """Median CPU latency at batch 1 (indicative; benchmarks/ measures it properly)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     feed = {"image": image[None].astype(np.float32)}
     for _ in range(3):
         session.run(["probabilities"], feed)
@@ -294,32 +302,36 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
         variants = variants if compare else [fixed]
     reader = (ArrayCalibrationReader(calibration_items) if isinstance(calibration_items, np.ndarray)
               else SliceCalibrationReader(calibration_items))
-    count = len(reader.images) if isinstance(reader, ArrayCalibrationReader) else len(reader.items)
+    count = len(reader)
     val_images, val_labels = val
     test_images, test_labels = test
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         prepared = preprocess_for_quantization(model, tmp / "prepared.onnx")
-        fp32_val = predict(model, val_images)
-        fp32_latency = latency_ms(model, val_images[0])
+        fp32 = cpu_session(model)
+        fp32_val = predict(fp32, val_images)
+        fp32_latency = latency_ms(fp32, val_images[0])
         comparison: dict[str, dict] = {}
+        sessions: dict[str, object] = {}
         for variant in variants:
             start = time.perf_counter()
             path = quantize_variant(prepared, tmp / f"{variant.name}.onnx", reader, variant)
-            result = gate_check(fp32_val, predict(path, val_images), val_labels)
+            sessions[variant.name] = session = cpu_session(path)
+            result = gate_check(fp32_val, predict(session, val_images), val_labels)
             result["calibration_seconds"] = round(time.perf_counter() - start, 1)
-            result["cpu_latency_ms_batch1"] = latency_ms(path, val_images[0])
+            result["cpu_latency_ms_batch1"] = latency_ms(session, val_images[0])
             comparison[variant.name] = result
             log(f"quantize: {variant.name}: mean |dscore| {result['mean_abs_score_diff']:.4f}, "
                 f"class agreement {result['class_agreement']:.3f}, sum drop {result['sum_drop']:+.4f}, "
                 f"{result['cpu_latency_ms_batch1']} ms/slice (FP32 {fp32_latency} ms)")
         candidates = (rank(comparison)[:HELD_OUT_ATTEMPTS] if method == "auto"
                       else [Variant.parse(method).name])
-        fp32_test = predict(model, test_images)
+        fp32_test = predict(fp32, test_images)
         attempts = []
         for chosen in candidates:
             chosen_path = tmp / f"{chosen}.onnx"
-            gate = gate_check(fp32_test, predict(chosen_path, test_images), test_labels)
+            session = sessions.get(chosen) or cpu_session(chosen_path)
+            gate = gate_check(fp32_test, predict(session, test_images), test_labels)
             attempts.append({"variant": chosen, **{k: gate[k] for k in (
                 "mean_abs_score_diff", "max_abs_score_diff", "class_agreement", "sum_drop",
                 "passed", "failures")}})

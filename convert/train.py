@@ -96,6 +96,7 @@ def train(data: str | Path, out: str | Path, *, preset: str = "reference", seed:
     y_val = np.stack([fuzzy_label(s) for s in s_val])
 
     model = build_delta_iqa(seed=seed)
+    predict = _predictor(model)   # traced once; sees the weights as they change
     if resume and (out / "last.weights.h5").exists():
         load_weights_h5(model, out / "last.weights.h5")
         log("train: resumed from last.weights.h5")
@@ -105,15 +106,15 @@ def train(data: str | Path, out: str | Path, *, preset: str = "reference", seed:
                                   seed, time_budget_s, log)
         settings = {"preset": "original", "epochs": epochs or 80}
     elif preset == "reference":
-        history = _train_reference(model, x_train, y_train, x_val, s_val, out, REFERENCE, seed,
-                                   time_budget_s, log)
+        history = _train_reference(model, predict, x_train, y_train, x_val, s_val, out,
+                                   REFERENCE, seed, time_budget_s, log)
         settings = {"preset": "reference", **asdict(REFERENCE)}
     else:
         raise ValueError(f"unknown preset {preset!r}; choose reference or original")
 
     load_weights_h5(model, out / "best.weights.h5")
-    test_probs = _predict(model, x_test)
-    val_probs = _predict(model, x_val)
+    test_probs = predict(x_test)
+    val_probs = predict(x_val)
     report = {
         "settings": settings,
         "seed": seed,
@@ -129,16 +130,17 @@ def train(data: str | Path, out: str | Path, *, preset: str = "reference", seed:
     return report
 
 
-def _predict(model, images: np.ndarray, batch: int = 8) -> np.ndarray:
-    import tensorflow as tf
+def _predictor(model, batch: int = 8):
+    """Inference at 512x512 through one traced function (``keras_forward``), reused for every call."""
+    from convert.export import keras_forward
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 512, 512, 1], tf.float32)],
-                 reduce_retracing=True)
-    def forward(x):
-        return model(x, training=False)
+    forward = keras_forward(model)
 
-    return np.concatenate([forward(images[i:i + batch]).numpy()
-                           for i in range(0, len(images), batch)])
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([forward(images[i:i + batch])["probabilities"].numpy()
+                               for i in range(0, len(images), batch)])
+
+    return predict
 
 
 def _random_crops(images: np.ndarray, index: np.ndarray, crop: int, flips: bool,
@@ -161,7 +163,7 @@ def _random_crops(images: np.ndarray, index: np.ndarray, crop: int, flips: bool,
     return batch
 
 
-def _train_reference(model, x_train, y_train, x_val, s_val, out: Path, preset: Preset, seed: int,
+def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, preset: Preset, seed: int,
                      time_budget_s: float | None, log) -> list[dict]:
     import keras
 
@@ -184,7 +186,7 @@ def _train_reference(model, x_train, y_train, x_val, s_val, out: Path, preset: P
             step += 1
             last_of_phase = phase_step == phase.steps - 1
             if step % preset.eval_every == 0 or last_of_phase:
-                val = quality_metrics(expected_score(_predict(model, x_val)), s_val)
+                val = quality_metrics(expected_score(predict(x_val)), s_val)
                 elapsed = time.perf_counter() - start
                 entry = {"step": step, "phase": phase_index, "lr": lr,
                          "train_loss": round(float(np.mean(losses)), 4), "seconds": round(elapsed),
@@ -238,26 +240,15 @@ def _train_original(model, x_train, y_train, x_val, y_val, out: Path, epochs: in
         keras.callbacks.ModelCheckpoint(str(out / "last.weights.h5"), save_weights_only=True),
     ]
     if time_budget_s is not None:
-        callbacks.append(_TimeBudget(time_budget_s, log))
+        start = time.perf_counter()
+
+        def stop_after_budget(epoch, logs=None):
+            if time.perf_counter() - start > time_budget_s:
+                log(f"train: time budget of {time_budget_s:.0f} s reached after epoch {epoch + 1}")
+                model.stop_training = True
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=stop_after_budget))
     fit = model.fit(x_aug, y_aug, batch_size=128, epochs=epochs, validation_data=(x_val, y_val),
                     callbacks=callbacks, shuffle=True, verbose=2)
     return [dict(epoch=i, **{k: float(v[i]) for k, v in fit.history.items()})
             for i in range(len(fit.history["loss"]))]
-
-
-class _TimeBudget:
-    """Stops ``fit`` after a wall-time budget (checkpoints stay on disk)."""
-
-    def __new__(cls, budget_s: float, log):
-        import keras
-
-        class TimeBudget(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                if time.perf_counter() - self.start > budget_s:
-                    log(f"train: time budget of {budget_s:.0f} s reached after epoch {epoch + 1}")
-                    self.model.stop_training = True
-
-        return TimeBudget()

@@ -79,7 +79,7 @@ def _export(model, folder: Path) -> Path:
     weights = folder / "source.weights.h5"
     model.save_weights(weights)
     onnx_path = folder / "deltaiqa-fp32.onnx"
-    proto = convert_to_onnx(model, onnx_path)
+    proto = convert_to_onnx(model)
     attach_card(proto, build_card(precision="fp32", source_weights=weights,
                                   source_sha256=sha256_file(weights)))
     onnx.save(proto, onnx_path)

@@ -44,7 +44,7 @@ def _decisive(images, labels, gap=0.15):
     On near-ties any rounding flips the argmax; the gate's class agreement is
     then about the tie, not the quantization this test is about.
     """
-    top = np.sort(quantize.predict(FP32, images), axis=1)
+    top = np.sort(quantize.predict(quantize.cpu_session(FP32), images), axis=1)
     keep = top[:, -1] - top[:, -2] > gap
     assert keep.sum() >= 5
     return images[keep], labels[keep]
