@@ -335,18 +335,22 @@ class Explainer:
         ``conv5`` output. ``"int8"`` is refused: see the module notes.
     provider, threads, batch_size, image_window :
         Passed to :class:`deltaiqa_lite.Scorer`.
+    scorer : Scorer, optional
+        An FP32 scorer whose session to use instead of making another.
     """
 
     def __init__(self, model: str | os.PathLike = "fp32", *, provider: str = "auto",
                  threads: int | None = None, batch_size: int = 4,
-                 image_window: tuple[float, float] | None = None) -> None:
+                 image_window: tuple[float, float] | None = None, scorer=None) -> None:
         from deltaiqa_lite.score import Scorer  # imported here: keeps `explain` off the cold path
 
         if str(model).lower() == "int8":
             raise ModelError("Grad-CAM runs on the FP32 model (the INT8 model stores its dense "
                              "weights quantised); use --model fp32 or a path to an FP32 model")
-        self.scorer = Scorer(model, provider=provider, threads=threads, batch_size=batch_size,
-                             image_window=image_window)
+        # An FP32 Scorer that already exists (Scorer.explain) lends its session.
+        self.scorer = scorer if scorer is not None else Scorer(
+            model, provider=provider, threads=threads, batch_size=batch_size,
+            image_window=image_window)
         self.model_path = str(self.scorer.model_path)
         if self.scorer.precision != "fp32":
             raise ModelError(f"{self.model_path}: model card says precision "

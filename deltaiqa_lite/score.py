@@ -392,7 +392,8 @@ class Scorer:
                 sibling = self.model_path.with_name("deltaiqa-fp32.onnx")
                 model = sibling if sibling.is_file() else "fp32"
             self._explainer = Explainer(model, provider=self.session_info.resolved,
-                                        batch_size=self.batch_size, image_window=self.image_window)
+                                        batch_size=self.batch_size, image_window=self.image_window,
+                                        scorer=self if self.precision == "fp32" else None)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         return self._explainer.explain_paths(paths)

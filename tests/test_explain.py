@@ -348,3 +348,15 @@ def test_scorer_explain_uses_fp32_even_for_int8_scorer(shipped_models):
     assert explanation.status == "ok"
     assert explanation.score == pytest.approx(fp32_score.score, abs=1e-5)
     assert int8._explainer.scorer.precision == "fp32"
+
+
+def test_scorer_explain_on_fp32_reuses_its_session(shipped_models):
+    from pathlib import Path
+
+    from deltaiqa_lite.score import Scorer
+
+    example = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dcm"))[0]
+    fp32 = Scorer(str(shipped_models / "deltaiqa-fp32.onnx"), provider="cpu")
+    (explanation,) = fp32.explain(example)
+    assert fp32._explainer.scorer is fp32
+    assert explanation.score == pytest.approx(fp32.score_file(example).score, abs=1e-6)
