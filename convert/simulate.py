@@ -23,6 +23,7 @@ so a dataset is reproducible for a seed whatever the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -437,16 +438,15 @@ def simulate_dataset(out: str | Path, count: int, seed: int = 0, workers: int | 
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     start = time.perf_counter()
     records: list[dict] = []
-    if workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-            for done, batch in enumerate(pool.imap(_simulate_phantom, jobs), 1):
-                records.extend(batch)
-                if done % 10 == 0 or done == len(jobs):
-                    log(f"simulate: {len(records)}/{count} slices, {time.perf_counter() - start:.0f} s")
-    else:
-        for done, job in enumerate(jobs, 1):
-            records.extend(_simulate_phantom(job))
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            import multiprocessing as mp
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
+            batches = pool.imap(_simulate_phantom, jobs)
+        else:
+            batches = map(_simulate_phantom, jobs)
+        for done, batch in enumerate(batches, 1):
+            records.extend(batch)
             if done % 10 == 0 or done == len(jobs):
                 log(f"simulate: {len(records)}/{count} slices, {time.perf_counter() - start:.0f} s")
     records.sort(key=lambda r: r["file"])
