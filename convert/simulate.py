@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deltaiqa_lite.label_rule import (LABEL_D_BEST_HU, LABEL_D_WORST_HU, STREAK_WEIGHT,  # noqa: F401
+                                    likert_label)
+
 from deltaiqa_lite.preprocess import window_hu
 
 IMAGE_SIZE = 512
@@ -48,11 +51,7 @@ N0_FULL_DOSE = 5.0e5
 DOSE_RANGE = (0.05, 1.0)
 VARIANTS_PER_PHANTOM = 4
 
-# Label rule (see likert_label): quality falls linearly with the log of the
-# effective degradation D = sqrt(noise_sd^2 + (STREAK_WEIGHT * streak_rms)^2).
-STREAK_WEIGHT = 1.0
-LABEL_D_BEST_HU = 11.0    # D at or below this scores 4.0
-LABEL_D_WORST_HU = 140.0  # D at or above this scores 0.0
+# Label rule: deltaiqa_lite.label_rule (shared with the runtime's physics baseline).
 
 
 # --------------------------------------------------------------------------
@@ -304,22 +303,6 @@ def measurement_masks(phantom: Phantom) -> tuple[np.ndarray, np.ndarray]:
             liver &= ~_inside(e, x, y, shrink_mm=-4.0)
     body = next(e for e in phantom.ellipses if e.name == "body")
     return liver, _inside(body, x, y, shrink_mm=3.0)
-
-
-def likert_label(noise_sd_hu: float, streak_rms_hu: float) -> float:
-    """Simulated mean reader score from the measured degradation of a slice.
-
-    ``D = sqrt(noise_sd^2 + (STREAK_WEIGHT * streak_rms)^2)`` combines the noise
-    SD in liver against the noise-free reconstruction and the RMS of view-
-    aliasing streaks in the body. Readers judge noise roughly on a log scale,
-    so the score falls linearly in ``log D`` from 4 at ``LABEL_D_BEST_HU`` to 0
-    at ``LABEL_D_WORST_HU``, and is rounded to 0.2 like a mean of five readers.
-    Monotone: more noise or more streaks never give a higher score.
-    """
-    degradation = math.hypot(noise_sd_hu, STREAK_WEIGHT * streak_rms_hu)
-    span = math.log(LABEL_D_WORST_HU / LABEL_D_BEST_HU)
-    raw = 4.0 * (1.0 - math.log(max(degradation, 1e-6) / LABEL_D_BEST_HU) / span)
-    return round(min(max(raw, 0.0), 4.0) * 5.0) / 5.0
 
 
 # --------------------------------------------------------------------------
