@@ -5,7 +5,7 @@ Series are grouped by station, protocol and kernel (a change of any of these
 changes image quality on purpose, so they must not share a centre line), and
 ordered by acquisition time.
 
-Control chart rules (documented in README-qa.md, figures from
+Control chart rules (documented in docs/qa-node.md, figures from
 ``tests/qa/chart_simulation.py`` which runs this module's code):
 
 - Baseline: the series of the first ``baseline_days`` calendar days of each
@@ -24,7 +24,7 @@ node watches many groups continuously, the baseline is estimated from a few
 hundred series, and patient images have heavier tails (motion, metal) than a
 phantom. With the textbook limits 86 % of simulated 90-day in-control logs
 raised a false alarm; with these 3 %, and a step of 2 sigma is still flagged
-within 14 series in 99 % of runs (figures in README-qa.md).
+within 14 series in 99 % of runs (figures in docs/qa-node.md).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ station/protocol/kernel group: ``baseline`` series form the baseline, then
 - detection delay: series from the first shifted series to the first flag,
   for step shifts of 1.5, 2 and 3 sigma (median, 95th, 99th percentile).
 
-README-qa.md quotes the figures of the default rules.
+docs/qa-node.md quotes the figures of the default rules.
 """
 
 from __future__ import annotations

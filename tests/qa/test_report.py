@@ -23,7 +23,7 @@ from deltaiqa_lite.qa.report import (
     report_to_json,
 )
 
-# Documented in README-qa.md (tests/qa/chart_simulation.py): a sustained shift of
+# Documented in docs/qa-node.md (tests/qa/chart_simulation.py): a sustained shift of
 # >= 2 sigma of the series-to-series spread is flagged within 14 series (99 % of runs).
 DETECTION_SERIES_2SIGMA = 14
 DRIFT_DAY = 60
