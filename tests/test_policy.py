@@ -87,6 +87,9 @@ def test_missing_or_unknown_image_type_is_scored_with_a_note(tmp_path):
     assert item.policy_note.startswith("(0008,0008) Image Type is missing; scored")
     (item,) = _read(save(ct_dataset(image_type=("DERIVED", "SECONDARY", "REFORMATTED")), tmp_path / "ref.dcm"))
     assert "value 3 is 'REFORMATTED', not AXIAL" in item.policy_note
+    (item,) = _read(save(ct_dataset(image_type=("ORIGINAL", "PRIMARY")), tmp_path / "two.dcm"))
+    assert item.policy_note == ("(0008,0008) Image Type has no value 3 (AXIAL or LOCALIZER); "
+                                "scored as an axial CT image")
 
 
 def test_secondary_capture_sop_class_is_refused_even_as_ct(tmp_path):

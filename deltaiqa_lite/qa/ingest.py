@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -158,9 +158,12 @@ class Ingestor:
                     # The reader's refusals (selection policy: localizer, MIP, maps ...) are
                     # refusals in the log too, counted per kind; everything else is an error.
                     kind = failed[0].refused_kind if failed else None
-                    records.append(header_record(header, source=self.source,
-                                                 status="refused" if kind else "error",
-                                                 file_name=name, reason=reason, refused_kind=kind))
+                    record = header_record(header, source=self.source,
+                                           status="refused" if kind else "error",
+                                           file_name=name, reason=reason, refused_kind=kind)
+                    # A refused enhanced object counts as the images (frames) it holds.
+                    frames = header.number_of_frames if kind else 1
+                    records.extend(replace(record, frame=frame) for frame in range(frames))
                     outcomes[path] = FileOutcome(path, REFUSED if kind else ERROR, reason,
                                                  header.sop_instance_uid, header.series_uid)
                     continue

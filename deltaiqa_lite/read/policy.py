@@ -319,7 +319,9 @@ def _notes(ds: Dataset, frame: int | None, found: list[Match]) -> list[str]:
     if flavour == "PERFUSION":
         notes.append(f"{element} value 3 is PERFUSION without a map value: scored as a dynamic "
                      "(perfusion source) attenuation image")
-    elif flavour and flavour not in AXIAL_FLAVOURS:
+    elif not flavour:
+        notes.append(f"{element} has no value 3 (AXIAL or LOCALIZER); scored as an axial CT image")
+    elif flavour not in AXIAL_FLAVOURS:
         notes.append(f"{element} value 3 is '{flavour}', not AXIAL; scored because the orientation "
                      "is within the axial limit")
     if (str(ds.get("MultienergyCTAcquisition", "") or "").upper() == "YES"

@@ -99,3 +99,26 @@ def test_migration_backfills_kinds_of_old_refusals(tmp_path: Path) -> None:
         assert kinds == ["secondary capture", "not CT", None]
         (series,) = qa.series()
         assert series.refused_kinds == "not CT=1; secondary capture=1"
+
+
+def test_refused_enhanced_object_counts_its_frames(tmp_path: Path, tiny_model: Path) -> None:
+    from dicom_builders import enhanced_ct_dataset, phantom_hu
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    from deltaiqa_lite import Scorer
+    from deltaiqa_lite.qa.ingest import REFUSED, Ingestor
+
+    ds = enhanced_ct_dataset([phantom_hu(seed=s) for s in range(3)], series_uid=SERIES)
+    frame_type = Dataset()
+    frame_type.FrameType = ["DERIVED", "PRIMARY", "AXIAL", "MAXIMUM"]
+    ds.SharedFunctionalGroupsSequence[0].CTImageFrameTypeSequence = DicomSequence([frame_type])
+    path = tmp_path / "mip-slab.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with QALog(tmp_path / "qa.sqlite") as qa:
+        (outcome,) = Ingestor(Scorer(str(tiny_model), threads=1), qa, source="watch").process([str(path)])
+        assert outcome.status == REFUSED
+        assert outcome.reason.startswith("(0008,9007) Frame Type of frame 1/3 is "
+                                         "'DERIVED\\PRIMARY\\AXIAL\\MAXIMUM'; a maximum intensity projection")
+        assert [(r.frame, r.refused_kind) for r in qa.slices()] == [(0, "MIP"), (1, "MIP"), (2, "MIP")]
+        assert qa.series()[0].refused_kinds == "MIP=3"
