@@ -10,7 +10,8 @@ upgrades it in place (each step in its own transaction), opening a newer one
 is refused instead of guessed at.
 
 What is stored: UIDs, acquisition and technique fields, score, class,
-probabilities, model, provider, refusals and their reasons, and (watch only)
+probabilities, model, provider, refusals with their reasons and kinds (selection
+policy: localizer, MIP, perfusion map ..., counted per series), and (watch only)
 the file path relative to the watched folder. Never patient name, Patient ID
 or birth date; optionally a salted HMAC of Patient ID (``patient_hash``).
 """
