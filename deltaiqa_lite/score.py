@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from deltaiqa_lite.card import read_card
-from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError
+from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError, RefusedInput
 from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
 from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
@@ -44,6 +44,12 @@ class SliceResult:
     ``status`` is ``"ok"`` or ``"error"``; on error ``score``, ``likert``,
     ``label`` and ``probabilities`` are None and ``error`` holds the
     one-line reason. ``frame`` is the frame/page index in multi-frame files.
+
+    Selection policy (:mod:`deltaiqa_lite.read.policy`): ``refused_kind`` is the
+    kind of image refused (``"localizer"``, ``"MIP"``, ``"perfusion map"`` ...;
+    ``"not scoreable"`` for other refusals such as MR or RGB), None unless refused;
+    ``policy_override`` the refused values scored on purpose (``accept``);
+    ``policy_note`` what the header could not tell.
     """
 
     path: str
@@ -61,6 +67,9 @@ class SliceResult:
     provider: str | None = None
     frame: int | None = None
     instance_number: int | None = None
+    policy_override: str | None = None
+    policy_note: str | None = None
+    refused_kind: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -171,6 +180,9 @@ class Scorer:
         Window of plain images (PNG, JPEG, integer TIFF) so they can be scored.
     cache_dir : path, optional
         TensorRT engine cache folder.
+    accept : sequence of str, optional
+        Values or kinds that the selection policy refuses (MIP, RCBF, localizer ...)
+        to score on purpose, for research; recorded in ``SliceResult.policy_override``.
 
     Examples
     --------
@@ -181,7 +193,8 @@ class Scorer:
     def __init__(self, model: str | os.PathLike = "int8", *, provider: str = "auto",
                  threads: int | None = None, batch_size: int = 8, strict_provider: bool = False,
                  reader_threads: int = 2, image_window: tuple[float, float] | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+                 cache_dir: str | os.PathLike | None = None, accept: Sequence[str] = ()) -> None:
+        from deltaiqa_lite.read.policy import normalise_accept
         from deltaiqa_lite.session import create_session, resolve_model
 
         if batch_size < 1:
@@ -195,6 +208,7 @@ class Scorer:
         self.batch_size = int(batch_size)
         self.reader_threads = max(1, int(reader_threads))
         self.image_window = image_window
+        self.accept: frozenset[str] = normalise_accept(accept)
         self.session, self.session_info = create_session(
             self.model_path, provider=provider, threads=threads, precision=self.precision,
             batch_size=self.batch_size, input_size=self.preprocessing.input_size,
@@ -245,7 +259,8 @@ class Scorer:
             label=self.class_labels[int(likert)],
             probabilities=tuple(float(p) for p in row), status="ok", error=None,
             model=self.model_name, precision=self.precision, provider=self.provider,
-            frame=item.frame, instance_number=item.instance_number)
+            frame=item.frame, instance_number=item.instance_number,
+            policy_override=item.policy_override, policy_note=item.policy_note)
             for item, score, likert, row in zip(slices, scores, classes, probabilities)]
 
     def _error_result(self, path: str, message: str,
@@ -253,7 +268,9 @@ class Scorer:
         return SliceResult(path=path, status="error", error=message, model=self.model_name,
                            precision=self.precision, provider=self.provider,
                            series_uid=getattr(error, "series_uid", None),
-                           sop_instance_uid=getattr(error, "sop_instance_uid", None))
+                           sop_instance_uid=getattr(error, "sop_instance_uid", None),
+                           refused_kind=(getattr(error, "kind", None) or "not scoreable")
+                           if isinstance(error, RefusedInput) else None)
 
     # -- public scoring API --------------------------------------------------
 
@@ -287,7 +304,7 @@ class Scorer:
     def _read(self, path: str) -> _Prepared:
         prepared = _Prepared(path=path)
         try:
-            for item in read_slices(path, image_window=self.image_window):
+            for item in read_slices(path, image_window=self.image_window, accept=self.accept):
                 prepared.planes.append(prepare_slice(item, self.preprocessing))
                 item.hu = item.unit = None  # drop full-size planes early: batches of large files add up
                 prepared.slices.append(item)

@@ -18,7 +18,7 @@ __all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", 
 
 CSV_COLUMNS = ["path", "frame", "sop_instance_uid", "series_uid", "slice_location", "instance_number",
                "score", "likert", "label", "p0", "p1", "p2", "p3", "p4", "status", "error",
-               "model", "precision", "provider"]
+               "model", "precision", "provider", "policy_override", "policy_note", "refused_kind"]
 SERIES_KEYS = ["series_uid", "n_slices", "n_ok", "n_failed", "mean", "median", "minimum", "p10",
                "flag_below", "n_below"]
 
@@ -94,7 +94,8 @@ def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence
     for result, name in zip(results, names):
         shown = name if len(name) <= width else "..." + name[-(width - 3):]
         if result.ok:
-            stream.write(f"{shown:<{width}}  {result.score:5.2f}  {result.likert:>6}  {result.label}\n")
+            accepted = f" (accepted {result.policy_override})" if result.policy_override else ""
+            stream.write(f"{shown:<{width}}  {result.score:5.2f}  {result.likert:>6}  {result.label}{accepted}\n")
         else:
             stream.write(f"{shown:<{width}}  {'-':>5}  {'-':>6}  error: {result.error}\n")
     for summary in series:

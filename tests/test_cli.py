@@ -18,7 +18,8 @@ from deltaiqa_lite.cli import main
 from deltaiqa_lite.write import CSV_COLUMNS, SERIES_KEYS
 
 SLICE_KEYS = {"path", "sop_instance_uid", "series_uid", "slice_location", "score", "likert", "label",
-              "probabilities", "status", "error", "model", "precision", "provider", "frame", "instance_number"}
+              "probabilities", "status", "error", "model", "precision", "provider", "frame", "instance_number",
+              "policy_override", "policy_note", "refused_kind"}
 
 
 @pytest.fixture

@@ -107,6 +107,15 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, batch_size: int 
                         help="onnxruntime intra-op threads (default: one per physical core)")
 
 
+def add_accept_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --accept VALUE (repeatable): score a kind the selection policy refuses, on purpose."""
+    parser.add_argument("--accept", action="append", default=[], metavar="IMAGE-TYPE-VALUE",
+                        help="score images the selection policy refuses when they carry this value "
+                             "(e.g. MIP, RCBF, LOCALIZER, COLOR, MAX_IP) or are of this kind "
+                             "(e.g. off-axial); repeatable; recorded as policy_override "
+                             "(docs/selection-policy.md)")
+
+
 @contextlib.contextmanager
 def warnings_to_stderr() -> Iterator[None]:
     """Collect the RuntimeWarnings of the block (provider fallback) and print one line each."""

@@ -72,6 +72,13 @@ def _table(report) -> str:
         lines.append(f"OUT OF CONTROL {g.title}: first flag {first.time} series "
                      f"{first.series_uid} ({', '.join(first.flags)}), {len(g.chart.flagged)} "
                      "flagged series")
+    if report.refused:
+        totals = ", ".join(f"{kind} {n}" for kind, n in report.refused_totals.items())
+        lines.append(f"refused images (selection policy) in {len(report.refused)} series: {totals}")
+        for r in report.refused:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(r.kinds.items()))
+            lines.append(f"  {r.time or '-'} {r.series_uid} {r.series_description or ''} "
+                         f"({r.n_scored} scored): {kinds}")
     return "\n".join(lines) + "\n"
 
 

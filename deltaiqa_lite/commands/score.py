@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from deltaiqa_lite.commands._args import (
+    add_accept_argument,
     add_model_arguments,
     hu_window,
     warnings_to_stderr,
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="count slices scoring below SCORE in each series summary")
     parser.add_argument("--image-window", type=hu_window, default=None, metavar="CENTRE,WIDTH",
                         help="window (HU) that plain images (PNG, JPEG, integer TIFF) were saved with")
+    add_accept_argument(parser)
     parser.add_argument("-o", "--output", default=None, metavar="FILE", help="write results to FILE")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     threading.Thread(target=_preload_readers, name="deltaiqa-preload", daemon=True).start()
     with warnings_to_stderr():
         scorer = Scorer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
-                        strict_provider=args.strict_provider, image_window=args.image_window)
+                        strict_provider=args.strict_provider, image_window=args.image_window,
+                        accept=args.accept)
 
     show_progress = not args.no_progress and sys.stderr.isatty()
 

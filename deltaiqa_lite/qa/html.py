@@ -91,5 +91,18 @@ def render_html(report: QAReport) -> str:
                              f"<td>{r.n_slices}</td><td>{_num(r.score_mean)}</td>"
                              f"<td>{_num(r.score_min)}</td></tr>")
             parts.append("</table>")
+    if report.refused:
+        totals = ", ".join(f"{kind} {n}" for kind, n in report.refused_totals.items())
+        parts.append(f"<h2>Refused images (selection policy)</h2><p>{escape(totals)}</p><table><tr>"
+                     "<th class=\"text\">time</th><th class=\"text\">series</th>"
+                     "<th class=\"text\">series UID</th><th>scored</th>"
+                     "<th class=\"text\">refused by kind</th></tr>")
+        for r in report.refused:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(r.kinds.items()))
+            parts.append(f"<tr><td class=\"text\">{escape(r.time)}</td>"
+                         f"<td class=\"text\">{escape(r.series_description or '')}</td>"
+                         f"<td class=\"text\">{escape(r.series_uid)}</td><td>{r.n_scored}</td>"
+                         f"<td class=\"text\">{escape(kinds)}</td></tr>")
+        parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

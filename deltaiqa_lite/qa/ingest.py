@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from deltaiqa_lite.errors import InputError
-from deltaiqa_lite.qa.header import QAHeader, read_qa_header, refusal_reason
+from deltaiqa_lite.qa.header import CT_SOP_CLASSES, QAHeader, read_qa_header, refusal_reason
 from deltaiqa_lite.qa.log import QALog, SliceRecord
+from deltaiqa_lite.read.policy import header_refusal_kind
 
 SCORED, REFUSED, ERROR, DUPLICATE = "scored", "refused", "error", "duplicate"
 
@@ -49,11 +50,20 @@ def _strip_path(message: str, path: str) -> str:
 
 
 def header_record(header: QAHeader, *, source: str, status: str, file_name: str | None,
-                  reason: str | None = None) -> SliceRecord:
+                  reason: str | None = None, refused_kind: str | None = None) -> SliceRecord:
     """A slice record carrying only header fields (refusals, errors)."""
     fields = header.as_dict()
     fields.pop("number_of_frames")
-    return SliceRecord(source=source, status=status, file_name=file_name, reason=reason, **fields)
+    return SliceRecord(source=source, status=status, file_name=file_name, reason=reason,
+                       refused_kind=refused_kind, **fields)
+
+
+def header_refused_kind(header: QAHeader) -> str:
+    """The kind the log counts for an object that :func:`refusal_reason` refused."""
+    modality = (header.modality or "").upper()
+    if (header.sop_class_uid and header.sop_class_uid not in CT_SOP_CLASSES) or modality not in ("", "CT"):
+        return header_refusal_kind(header.sop_class_uid, header.modality)
+    return "invalid header"
 
 
 class Ingestor:
@@ -122,7 +132,8 @@ class Ingestor:
             reason = refusal_reason(header)
             if reason is not None:
                 records.append(header_record(header, source=self.source, status="refused",
-                                             file_name=name, reason=reason))
+                                             file_name=name, reason=reason,
+                                             refused_kind=header_refused_kind(header)))
                 outcomes[path] = FileOutcome(path, REFUSED, reason, sop, header.series_uid)
                 if sop:
                     seen_in_batch.add(sop)
@@ -144,10 +155,17 @@ class Ingestor:
                 if failed or not results:
                     reason = (_strip_path(failed[0].error or "scoring failed", path) if failed
                               else "no slices were scored")
-                    records.append(header_record(header, source=self.source, status="error",
-                                                 file_name=name, reason=reason))
-                    outcomes[path] = FileOutcome(path, ERROR, reason, header.sop_instance_uid,
-                                                 header.series_uid)
+                    # The reader's refusals (selection policy: localizer, MIP, maps ...) are
+                    # refusals in the log too, counted per kind; everything else is an error.
+                    kind = failed[0].refused_kind if failed else None
+                    record = header_record(header, source=self.source,
+                                           status="refused" if kind else "error",
+                                           file_name=name, reason=reason, refused_kind=kind)
+                    # A refused enhanced object counts as the images (frames) it holds.
+                    frames = header.number_of_frames if kind else 1
+                    records.extend(replace(record, frame=frame) for frame in range(frames))
+                    outcomes[path] = FileOutcome(path, REFUSED if kind else ERROR, reason,
+                                                 header.sop_instance_uid, header.series_uid)
                     continue
                 base = header.as_dict()
                 base.pop("number_of_frames")
@@ -159,7 +177,8 @@ class Ingestor:
                         score=result.score, likert=result.likert, label=result.label,
                         p0=probabilities[0], p1=probabilities[1], p2=probabilities[2],
                         p3=probabilities[3], p4=probabilities[4], model=result.model,
-                        precision=result.precision, provider=result.provider))
+                        precision=result.precision, provider=result.provider,
+                        policy_override=getattr(result, "policy_override", None)))
                 scores = [r.score for r in results]
                 outcomes[path] = FileOutcome(path, SCORED, None, header.sop_instance_uid,
                                              header.series_uid, len(results),

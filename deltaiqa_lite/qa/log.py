@@ -10,7 +10,8 @@ upgrades it in place (each step in its own transaction), opening a newer one
 is refused instead of guessed at.
 
 What is stored: UIDs, acquisition and technique fields, score, class,
-probabilities, model, provider, refusals and their reasons, and (watch only)
+probabilities, model, provider, refusals with their reasons and kinds (selection
+policy: localizer, MIP, perfusion map ..., counted per series), and (watch only)
 the file path relative to the watched folder. Never patient name, Patient ID
 or birth date; optionally a salted HMAC of Patient ID (``patient_hash``).
 """
@@ -127,6 +128,30 @@ def _backfill_series(conn: sqlite3.Connection) -> None:
         _refresh_series(conn, uid)
 
 
+_V3_SELECTION_POLICY = """
+ALTER TABLE slices ADD COLUMN refused_kind TEXT;
+ALTER TABLE slices ADD COLUMN policy_override TEXT;
+ALTER TABLE series ADD COLUMN refused_kinds TEXT
+"""
+
+
+def _backfill_refused_kinds(conn: sqlite3.Connection) -> None:
+    # Before the selection policy only header checks refused (SOP Class, Modality, UIDs);
+    # give those rows the kind they would get now, then recount every series.
+    from deltaiqa_lite.qa.header import CT_SOP_CLASSES
+    from deltaiqa_lite.read.policy import header_refusal_kind
+
+    rows = conn.execute("SELECT id, sop_class_uid, modality FROM slices "
+                        "WHERE status = 'refused' AND refused_kind IS NULL").fetchall()
+    for row_id, sop_class, modality in rows:
+        if (sop_class and sop_class not in CT_SOP_CLASSES) or (modality and modality.upper() != "CT"):
+            kind = header_refusal_kind(sop_class, modality)
+        else:
+            kind = "invalid header"
+        conn.execute("UPDATE slices SET refused_kind = ? WHERE id = ?", (kind, row_id))
+    _backfill_series(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: SQL run in a transaction, then an optional Python data step."""
@@ -141,6 +166,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "per-slice log", _V1_SLICES),
     Migration(2, "patient hash column, per-series summary (backfilled), watch input tracking",
               _V2_SERIES_AND_INPUTS, _backfill_series),
+    Migration(3, "selection policy: refused kind and policy override per slice, refused kinds per series",
+              _V3_SELECTION_POLICY, _backfill_refused_kinds),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -240,6 +267,8 @@ class SliceRecord:
     precision: str | None = None
     provider: str | None = None
     patient_hash: str | None = None
+    refused_kind: str | None = None
+    policy_override: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,6 +300,28 @@ class SeriesRow:
     model: str | None
     precision: str | None
     patient_hash: str | None
+    #: Refused images of the series by kind, e.g. ``"localizer=2; MIP=40"`` (selection policy).
+    refused_kinds: str | None = None
+
+    @property
+    def refused_counts(self) -> dict[str, int]:
+        """``refused_kinds`` as ``{kind: number of images}``."""
+        return parse_refused_kinds(self.refused_kinds)
+
+
+def format_refused_kinds(counts: dict[str, int]) -> str | None:
+    """``{"MIP": 40, "localizer": 2}`` -> ``"MIP=40; localizer=2"`` (sorted by kind); None when empty."""
+    return "; ".join(f"{kind}={n}" for kind, n in sorted(counts.items())) or None
+
+
+def parse_refused_kinds(text: str | None) -> dict[str, int]:
+    """Inverse of :func:`format_refused_kinds`."""
+    counts: dict[str, int] = {}
+    for part in (text or "").split("; "):
+        kind, sep, number = part.rpartition("=")
+        if sep and kind:
+            counts[kind] = int(number)
+    return counts
 
 
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
@@ -280,6 +331,10 @@ _SERIES_COLUMNS = [f.name for f in fields(SeriesRow)]
 def utc_now() -> str:
     """Current UTC time, ISO 8601 with 'Z'-free offset, second precision (log timestamps)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
@@ -316,6 +371,12 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
         "score_sd": sd, "score_min": low, "score_max": high, "model": rep[10],
         "precision": rep[11], "patient_hash": rep[12],
     }
+    # Older schema steps (migration 2's backfill) run this before the policy columns exist.
+    if "refused_kinds" in _columns(conn, "series"):
+        kinds = conn.execute(
+            "SELECT coalesce(refused_kind, 'not recorded'), count(*) FROM slices "
+            "WHERE series_uid = ? AND status = 'refused' GROUP BY 1", (series_uid,)).fetchall()
+        values["refused_kinds"] = format_refused_kinds({kind: int(n) for kind, n in kinds})
     cols = list(values)
     conn.execute(f"INSERT OR REPLACE INTO series ({', '.join(cols)}) "
                  f"VALUES ({', '.join('?' for _ in cols)})", [values[c] for c in cols])

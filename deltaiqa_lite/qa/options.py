@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from deltaiqa_lite.commands._args import add_model_arguments, warnings_to_stderr
+from deltaiqa_lite.commands._args import add_accept_argument, add_model_arguments, warnings_to_stderr
 from deltaiqa_lite.errors import DeltaIQAError
 
 DEFAULT_LOG = "deltaiqa-qa.sqlite"
@@ -14,10 +14,11 @@ SALT_ENV = "DELTAIQA_PATIENT_ID_SALT"
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """--log, --model, --provider, --batch-size, --threads, --patient-id-salt-file."""
+    """--log, --model, --provider, --batch-size, --threads, --accept, --patient-id-salt-file."""
     parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
                         help=f"QA log (SQLite, created if missing; default ./{DEFAULT_LOG})")
     add_model_arguments(parser)
+    add_accept_argument(parser)
     parser.add_argument("--patient-id-salt-file", default=None, metavar="FILE",
                         help="store an HMAC-SHA256 of Patient ID under the secret in FILE "
                              f"(or in ${SALT_ENV}); default: no patient link stored at all")
@@ -47,4 +48,4 @@ def make_scorer(args: argparse.Namespace):
 
     with warnings_to_stderr():
         return Scorer(args.model, provider=args.provider, threads=args.threads,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, accept=getattr(args, "accept", ()))

@@ -116,8 +116,21 @@ class GroupReport:
 
 
 @dataclass(frozen=True)
+class RefusedSeries:
+    """How many images of each kind the selection policy refused in one series."""
+
+    series_uid: str
+    time: str
+    station_name: str | None
+    protocol_name: str | None
+    series_description: str | None
+    n_scored: int
+    kinds: dict[str, int]
+
+
+@dataclass(frozen=True)
 class QAReport:
-    """The whole report."""
+    """The whole report (``refused``: series with refused images, in time order)."""
 
     generated_at: str
     log_path: str
@@ -125,6 +138,16 @@ class QAReport:
     until: str | None
     rules: ChartRules
     groups: list[GroupReport]
+    refused: list[RefusedSeries] = field(default_factory=list)
+
+    @property
+    def refused_totals(self) -> dict[str, int]:
+        """Refused images per kind over all series of the window, largest first."""
+        totals: dict[str, int] = {}
+        for series in self.refused:
+            for kind, n in series.kinds.items():
+                totals[kind] = totals.get(kind, 0) + n
+        return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
     @property
     def out_of_control(self) -> list[GroupReport]:
@@ -265,7 +288,13 @@ def build_report(log: QALog, *, since: str | None = None, until: str | None = No
             score_min=min(scores), score_max=max(scores), first=_series_time(in_window[0]),
             last=_series_time(in_window[-1]), chart=chart,
             below_threshold=[r for r in in_window if r.score_mean < rules.threshold]))
-    return QAReport(utc_now(), log.path, since, until, rules, reports)
+    # What a site routes to the node but is not scored (selection policy), per series.
+    refused = [RefusedSeries(r.series_uid, _series_time(r), r.station_name, r.protocol_name,
+                             r.series_description, r.n_slices, r.refused_counts)
+               for r in log.series(since=since, until=until)
+               if r.refused_counts and all(w is None or w == v for w, v in zip(wanted, (r.station_name, r.protocol_name,
+                                                                    r.kernel)))]
+    return QAReport(utc_now(), log.path, since, until, rules, reports, refused)
 
 
 # ---------------------------------------------------------------- writers
@@ -291,7 +320,9 @@ def report_to_dict(report: QAReport) -> dict:
         })
     return {"generated_at": report.generated_at, "log": report.log_path, "since": report.since,
             "until": report.until, "rules": asdict(report.rules),
-            "out_of_control": [g.title for g in report.out_of_control], "groups": groups}
+            "out_of_control": [g.title for g in report.out_of_control], "groups": groups,
+            "refused_totals": report.refused_totals,
+            "refused": [asdict(r) for r in report.refused]}
 
 
 def report_to_json(report: QAReport) -> str:

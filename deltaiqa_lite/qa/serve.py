@@ -62,7 +62,7 @@ from deltaiqa_lite.qa.header import (
     read_qa_header,
     refusal_reason,
 )
-from deltaiqa_lite.qa.ingest import Ingestor, header_record
+from deltaiqa_lite.qa.ingest import Ingestor, header_record, header_refused_kind
 from deltaiqa_lite.qa.log import SliceRecord
 
 STATUS_SUCCESS = 0x0000
@@ -279,7 +279,8 @@ class QAServer:
 
     def _refuse(self, header: QAHeader, reason: str, status: int, peer: str) -> int:
         self.ingestor.log.record([header_record(header, source="serve", status="refused",
-                                                file_name=None, reason=f"{reason} (from {peer})")])
+                                                file_name=None, reason=f"{reason} (from {peer})",
+                                                refused_kind=header_refused_kind(header))])
         self.stats.bump("refused")
         return STATUS_SUCCESS if self.config.ack_refused else status
 
@@ -385,7 +386,8 @@ class QAServer:
             self.stats.bump("failed", len(paths))
             return
         for outcome in outcomes:
-            name = {"scored": "scored", "duplicate": "duplicate"}.get(outcome.status, "failed")
+            name = {"scored": "scored", "duplicate": "duplicate",
+                    "refused": "refused"}.get(outcome.status, "failed")
             self.stats.bump("slices", outcome.n_slices)
             self.stats.bump(name)
             self._finish(outcome.path, outcome.status)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 
@@ -60,6 +60,11 @@ class Slice:
         (row spacing, column spacing) after orientation normalisation.
     series_description : str or None
         (0008,103E).
+    policy_override : str or None
+        Values of kinds the selection policy refuses that were scored on purpose
+        (``accept``), comma-separated; None when nothing was overridden.
+    policy_note : str or None
+        What the header could not tell the selection policy (scored anyway).
     """
 
     path: str
@@ -74,6 +79,8 @@ class Slice:
     normal: tuple[float, float, float] | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     series_description: str | None = None
+    policy_override: str | None = None
+    policy_note: str | None = None
 
     @property
     def name(self) -> str:
@@ -95,7 +102,8 @@ def _kind(path: Path) -> str:
 
 
 def read_slices(path: str | os.PathLike, *,
-                image_window: tuple[float, float] | None = None) -> Iterator[Slice]:
+                image_window: tuple[float, float] | None = None,
+                accept: Collection[str] = ()) -> Iterator[Slice]:
     """Yield the slices of one file.
 
     Parameters
@@ -108,6 +116,9 @@ def read_slices(path: str | os.PathLike, *,
         Only for plain images (PNG, JPEG, integer TIFF ...): the window the
         grey levels were written with, so they can be turned back into HU.
         Without it such images are refused: their grey levels carry no HU.
+    accept : collection of str, optional
+        DICOM only: values or kinds the selection policy refuses that are to be
+        scored on purpose (see :mod:`deltaiqa_lite.read.policy`).
 
     Yields
     ------
@@ -129,7 +140,7 @@ def read_slices(path: str | os.PathLike, *,
     kind = _kind(path)
     if kind == "dicom":
         from deltaiqa_lite.read import dicom
-        yield from dicom.read_dicom(path)
+        yield from dicom.read_dicom(path, accept=accept)
     elif kind == "tiff":
         from deltaiqa_lite.read import images
         yield from images.read_tiff(path, image_window=image_window)

@@ -20,10 +20,9 @@ What pydicom leaves to the caller, and why each step is here:
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import numpy as np
 import pydicom
@@ -32,11 +31,12 @@ from pydicom.uid import UID
 
 from deltaiqa_lite.errors import InputError, MissingCodecError, RefusedInput
 from deltaiqa_lite.read import Slice
+from deltaiqa_lite.read import policy
+from deltaiqa_lite.read.policy import MAX_TILT_DEGREES
 
 __all__ = ["read_dicom", "MAX_TILT_DEGREES", "MIN_SIZE", "AIR_HU", "display_orientation"]
 
 AIR_HU = -1000.0
-MAX_TILT_DEGREES = 30.0
 MIN_SIZE = 64
 CT_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2",      # CT Image Storage
@@ -135,10 +135,6 @@ def _check_object(name: str, ds: pydicom.Dataset) -> None:
                                      f"'{_uid_name(sop_class) or 'missing'}'; deltaiqa-lite scores CT only")
     elif modality != "CT":
         raise RefusedInput(name, f"{_tag('Modality')} is '{modality}'; deltaiqa-lite scores CT only")
-    image_type = [str(v).upper() for v in _multi(ds.get("ImageType"))]
-    if "LOCALIZER" in image_type:
-        raise RefusedInput(name, f"{_tag('ImageType')} is '{chr(92).join(image_type)}'; "
-                                 "a localizer (scout) is not an axial slice")
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -151,18 +147,6 @@ def _check_object(name: str, ds: pydicom.Dataset) -> None:
     if rows < MIN_SIZE or columns < MIN_SIZE:
         raise RefusedInput(name, f"{_tag('Rows')} x {_tag('Columns')} is {rows} x {columns}; "
                                  f"smaller than {MIN_SIZE} x {MIN_SIZE}, not a CT slice")
-
-
-def _check_frame_type(name: str, ds: pydicom.Dataset, frame: int, frames: int) -> None:
-    """Enhanced CT keeps the image type per frame (CT Image Frame Type Sequence): refuse scouts."""
-    item = _functional_item(ds, frame, "CTImageFrameTypeSequence")
-    if item is None:
-        return
-    frame_type = [str(v).upper() for v in _multi(item.get("FrameType"))]
-    if "LOCALIZER" in frame_type:
-        where = f" of frame {frame + 1}/{frames}" if frames > 1 else ""
-        raise RefusedInput(name, f"{_tag('FrameType')}{where} is '{chr(92).join(frame_type)}'; "
-                                 "a localizer (scout) is not an axial slice")
 
 
 def _functional_item(ds: pydicom.Dataset, frame: int, sequence: str) -> pydicom.Dataset | None:
@@ -218,16 +202,6 @@ def _normal(name: str, iop: list[float]) -> np.ndarray:
 
 def _fmt(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
-
-
-def _check_axial(name: str, iop: list[float]) -> np.ndarray:
-    normal = _normal(name, iop)
-    tilt = math.degrees(math.acos(min(1.0, abs(float(normal[2])))))
-    if tilt > MAX_TILT_DEGREES:
-        raise RefusedInput(name, f"{_tag('ImageOrientationPatient')} is {_fmt(iop)}: slice normal "
-                                 f"{tilt:.1f} degrees from the patient z axis (limit {MAX_TILT_DEGREES:g}); "
-                                 "deltaiqa-lite scores axial slices only")
-    return normal
 
 
 def display_orientation(plane: np.ndarray, iop: list[float] | None,
@@ -321,7 +295,7 @@ def _padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
     return (stored >= low) & (stored <= high)
 
 
-def read_dicom(path: str | os.PathLike) -> Iterator[Slice]:
+def read_dicom(path: str | os.PathLike, *, accept: Collection[str] = ()) -> Iterator[Slice]:
     """Yield the HU slices of one CT DICOM file (one per frame).
 
     Parameters
@@ -329,6 +303,9 @@ def read_dicom(path: str | os.PathLike) -> Iterator[Slice]:
     path : str or os.PathLike
         Classic or enhanced (multi-frame) CT image, any transfer syntax that
         pydicom can decode with the installed plugins.
+    accept : collection of str, optional
+        Values or kinds the selection policy refuses that are to be scored on
+        purpose (``--accept``), see :mod:`deltaiqa_lite.read.policy`.
 
     Yields
     ------
@@ -340,35 +317,39 @@ def read_dicom(path: str | os.PathLike) -> Iterator[Slice]:
     InputError
         Unreadable, truncated or undecodable files (``MissingCodecError``
         when only the codecs extra is missing); ``RefusedInput`` for objects
-        deltaiqa-lite is not for: not CT, localizer, more than 30 degrees off
-        axial, non-image objects, RGB, smaller than 64 x 64.
+        deltaiqa-lite is not for: not CT, non-image objects, RGB, smaller than
+        64 x 64, and (``PolicyRefusal``) the kinds the selection policy refuses:
+        localizers, more than 30 degrees off axial, MIP, perfusion maps ...
     """
     path = Path(path)
     name = str(path)
     ds = _read_dataset(path)
     try:
-        yield from _read_frames(name, ds)
+        yield from _read_frames(name, ds, policy.normalise_accept(accept))
     except InputError as error:
         error.series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
         error.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "") or None
         raise
 
 
-def _read_frames(name: str, ds: pydicom.Dataset) -> Iterator[Slice]:
+def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str]) -> Iterator[Slice]:
     _check_object(name, ds)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     geometry = []
     for frame in range(frames):
-        _check_frame_type(name, ds, frame, frames)
         iop = _orientation(ds, frame)
-        normal = _check_axial(name, iop) if iop is not None else None
-        geometry.append((iop, normal))
+        normal = _normal(name, iop) if iop is not None else None
+        # The selection policy (localizer, off-axial, MIP, maps ...): deltaiqa_lite/read/policy.py.
+        decision = policy.decide(name, ds, frame if enhanced else None, frames, iop=iop, normal=normal,
+                                 accept=accept)
+        geometry.append((iop, normal, decision))
     stored = _decode(name, ds)
     padding = _padding_mask(ds, stored)
     modality_lut = "ModalityLUTSequence" in ds and "RescaleSlope" not in ds
     multi = frames > 1
     for frame in range(frames):
-        iop, normal = geometry[frame]
+        iop, normal, decision = geometry[frame]
         if modality_lut:
             from pydicom.pixels import apply_modality_lut
             hu = np.asarray(apply_modality_lut(stored[frame], ds), dtype=np.float32)
@@ -398,4 +379,6 @@ def _read_frames(name: str, ds: pydicom.Dataset) -> Iterator[Slice]:
             normal=tuple(float(v) for v in normal) if normal is not None else None,
             pixel_spacing_mm=spacing,
             series_description=str(ds.get("SeriesDescription", "") or "") or None,
+            policy_override=decision.override,
+            policy_note=decision.note,
         )
