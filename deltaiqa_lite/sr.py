@@ -208,6 +208,10 @@ _IDENTITY_KEYWORDS = (
 )
 
 
+_TYPE2_KEYWORDS = ("PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                   "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
 def _evidence(identity: Any, series_uid: str, references: Sequence[tuple[str, str]]) -> list:
     """Minimal datasets of the referenced source instances (real UIDs, source identity)."""
     from pydicom.dataset import Dataset
@@ -218,6 +222,9 @@ def _evidence(identity: Any, series_uid: str, references: Sequence[tuple[str, st
         for keyword in _IDENTITY_KEYWORDS:
             if keyword in identity:
                 setattr(ds, keyword, identity[keyword].value)
+        for keyword in _TYPE2_KEYWORDS:
+            if keyword not in ds:  # Type 2: present, empty when the source has no value
+                setattr(ds, keyword, None)
         ds.SeriesInstanceUID = series_uid
         ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = sop_instance
