@@ -208,8 +208,8 @@ class Outbox:
         dest = self.destination
         assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
         if not assoc.is_established:
-            what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else \
-                "could not be established (host down or port closed?)"
+            what = "rejected" if assoc.is_rejected else \
+                "could not be established (destination down, port closed or aborted)"
             return False, f"association with {dest} {what}"
         try:
             status = assoc.send_c_store(dataset)
@@ -250,7 +250,7 @@ class Outbox:
                                            content_datetime=item.content_datetime,
                                            attempts=item.attempts, reason=reason))
                 print(f"deltaiqa-lite: SR {item.sop_instance_uid} of series {item.series_uid} not "
-                      f"sent ({reason}); attempt {item.attempts}, next in {delay:.0f} s",
+                      f"sent ({reason}); attempt {item.attempts}, next in {delay:g} s",
                       file=sys.stderr, flush=True)
             results.append(SendResult(item.sop_instance_uid, item.series_uid, ok, reason))
         return results

@@ -138,18 +138,25 @@ class SeriesReporter:
     @staticmethod
     def _save_identity(path: str, target: Path) -> None:
         import pydicom
-        from pydicom.dataset import Dataset
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian
 
         try:
             source = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 - an unreadable file: a later one of the series may do
             return
+        if "SOPClassUID" not in source or "SOPInstanceUID" not in source:
+            return
         keep = Dataset()
         for keyword in IDENTITY_KEYWORDS:
             if keyword in source:
                 setattr(keep, keyword, source[keyword].value)
+        keep.file_meta = FileMetaDataset()
+        keep.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        keep.file_meta.MediaStorageSOPClassUID = source.SOPClassUID
+        keep.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
         partial = target.with_name(f".{target.name}.part")
-        keep.save_as(partial, implicit_vr=False, little_endian=True)
+        keep.save_as(partial, enforce_file_format=True)
         os.replace(partial, target)
 
     # -- the SR thread
