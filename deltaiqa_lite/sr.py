@@ -26,6 +26,7 @@ source has no patient or study identity (never an SR with invented identity).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -260,6 +261,20 @@ def _text_item(name, value: str):
                                  relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
+def _flags(flags: Any) -> list[str]:
+    # A SliceResult has a list; a log row may hold the list as JSON text.
+    if not flags:
+        return []
+    if isinstance(flags, str):
+        try:
+            flags = json.loads(flags)
+        except ValueError:
+            return [flags]
+        if isinstance(flags, str):
+            return [flags]
+    return [str(flag) for flag in flags]
+
+
 def _slice_group(result: Any, index: int, sop_class: str | None, model: SRModel, sr_sop: str):
     hd = _hd()
     sop = getattr(result, "sop_instance_uid", None)
@@ -289,7 +304,7 @@ def _slice_group(result: Any, index: int, sop_class: str | None, model: SRModel,
                 measurements.append(hd.sr.Measurement(name=_code(value, scheme, meaning),
                                                       value=float(number),
                                                       unit=_unit(unit, unit_meaning)))
-        for flag in getattr(result, "flags", None) or []:
+        for flag in _flags(getattr(result, "flags", None)):
             texts.append(_text_item(_private("DIQA012"), str(flag)))
         note = getattr(result, "physics_note", None)
         if note:
@@ -485,7 +500,7 @@ def write_series_srs(results: Sequence[Any], model: SRModel, folder: str | os.Pa
     return outcomes
 
 
-def _meaning_value(item: Any) -> str:
+def _concept_code(item: Any) -> str:
     return str(item.ConceptNameCodeSequence[0].CodeValue)
 
 
@@ -543,7 +558,7 @@ def read_sr_values(source: Any) -> dict:
                 entry["likert"] = int(evaluation.value.value[-1])
         for item in group[0].ContentSequence:
             if item.ValueType == "TEXT":
-                code = _meaning_value(item)
+                code = _concept_code(item)
                 if code == "DIQA005":
                     entry["reason"] = str(item.TextValue)
                 elif code == "DIQA012":

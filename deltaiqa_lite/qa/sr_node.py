@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deltaiqa_lite.qa.header import is_valid_uid
 from deltaiqa_lite.qa.log import QALog, SliceRecord, SREvent
 from deltaiqa_lite.qa.outbox import Destination, Outbox, OutboxError, parse_destination
 
@@ -119,9 +120,7 @@ class SeriesReporter:
         series = getattr(outcome, "series_uid", None)
         if not series or outcome.status not in ("scored", "refused", "error"):
             return
-        try:
-            self.outbox._paths(series)  # same UID check as the outbox: safe as a file name
-        except OutboxError:
+        if not is_valid_uid(series):  # it becomes a file name
             return
         identity = self.state / f"{series}.dcm"
         with self._lock:
@@ -247,12 +246,19 @@ class SeriesReporter:
             self._thread = None
 
 
+def _destination(text: str) -> Destination:
+    try:
+        return parse_destination(text)
+    except OutboxError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def add_sr_arguments(parser: argparse.ArgumentParser) -> None:
     """--send-sr, --series-idle, --sr-outbox, --sr-retry-max (serve and watch)."""
     from deltaiqa_lite.commands._args import positive_float
 
     group = parser.add_argument_group("structured reports back to PACS (needs the 'sr' extra)")
-    group.add_argument("--send-sr", default=None, metavar="AET@HOST:PORT",
+    group.add_argument("--send-sr", type=_destination, default=None, metavar="AET@HOST:PORT",
                        help="when a series is complete, send its DICOM SR (TID 1500) to this "
                             "Storage SCP by C-STORE")
     group.add_argument("--series-idle", type=positive_float, default=30.0, metavar="SECONDS",
@@ -272,7 +278,7 @@ def make_reporter(args: argparse.Namespace, log: QALog, scorer, *,
         return None
     from deltaiqa_lite.sr import _hd, model_identity
 
-    destination: Destination = parse_destination(args.send_sr)
+    destination: Destination = args.send_sr
     _hd()  # fail at start, with the extra's name, rather than at the first complete series
     folder = Path(args.sr_outbox) if args.sr_outbox else Path(args.log).resolve().parent / "sr-outbox"
     outbox = Outbox(folder / "outbox", destination, log, calling_aet=calling_aet,

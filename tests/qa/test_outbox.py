@@ -176,3 +176,68 @@ def test_watch_once_sends_series_sr(tmp_path: Path, tiny_model: Path) -> None:
     assert {s["sop_instance_uid"]: s["score"] for s in values["slices"]} == logged
     assert set(logged) == {str(d.SOPInstanceUID) for d in datasets}
     assert list((tmp_path / "sr" / "outbox").iterdir()) == []
+
+
+def test_bad_destination_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["serve", "--send-sr", "pacs:4242"]) == 2
+    assert "expected AET@HOST:PORT" in capsys.readouterr().err
+
+
+def _ingested(tmp_path: Path, tiny_model: Path, log: QALog, *, patient_id: bool):
+    from deltaiqa_lite import Scorer
+    from deltaiqa_lite.qa.ingest import Ingestor
+
+    paths = []
+    for i in range(2):
+        ds = write_ct(tmp_path / "in" / f"{i}.dcm", series_uid=SERIES, instance=i + 1, seed=i,
+                      study_uid="1.2.826.0.1.3680043.8.498.598")
+        if not patient_id:
+            del ds.PatientID
+            ds.save_as(tmp_path / "in" / f"{i}.dcm", enforce_file_format=True)
+        paths.append(str(tmp_path / "in" / f"{i}.dcm"))
+    return Ingestor(Scorer(tiny_model), log, source="watch").process(paths)
+
+
+def test_reporter_refuses_without_identity_and_resumes_after_restart(tmp_path: Path,
+                                                                     tiny_model: Path) -> None:
+    from deltaiqa_lite.qa.sr_node import SeriesReporter
+
+    destination = Destination("PACS", "127.0.0.1", 9)
+    with QALog(tmp_path / "qa.sqlite") as log:
+        outcomes = _ingested(tmp_path / "a", tiny_model, log, patient_id=False)
+        outbox = Outbox(tmp_path / "outbox", destination, log)
+        reporter = SeriesReporter(log, MODEL, outbox, tmp_path / "state", series_idle_s=3600)
+        for outcome in outcomes:
+            reporter.note(outcome)
+        assert reporter.due_series() == []  # not idle long enough yet
+        # The node stops before the series is complete; a new one finds it on disk.
+        restarted = SeriesReporter(log, MODEL, outbox, tmp_path / "state", series_idle_s=0)
+        assert [uid for uid, _ in restarted.due_series()] == [SERIES]
+        assert restarted.report(SERIES) is None
+        [event] = log.sr_events(series_uid=SERIES)
+        assert (event.event, event.reason) == (
+            "refused", f"series {SERIES}: (0010,0020) Patient ID is missing or empty; an SR is "
+                       "filed under the source's patient and none is invented")
+        assert outbox.items() == []
+        assert {r.status for r in log.slices(series_uid=SERIES)} == {"ok"}  # scoring unaffected
+
+
+def test_reporter_queues_the_series_sr_from_the_log(tmp_path: Path, tiny_model: Path) -> None:
+    from deltaiqa_lite.qa.sr_node import SeriesReporter
+
+    with QALog(tmp_path / "qa.sqlite") as log:
+        outcomes = _ingested(tmp_path / "a", tiny_model, log, patient_id=True)
+        outbox = Outbox(tmp_path / "outbox", Destination("PACS", "127.0.0.1", 9), log,
+                        timeout_s=1.0)
+        reporter = SeriesReporter(log, MODEL, outbox, tmp_path / "state", series_idle_s=0)
+        for outcome in outcomes:
+            reporter.note(outcome)
+        reporter.run_once()  # builds, queues, tries to send (nothing listens on port 9)
+        assert list((tmp_path / "state").glob("*.pending")) == []
+        [item] = outbox.items()
+        assert item.sop_instance_uid == sr_uids(SERIES, MODEL.sha256)[1]
+        waiting = pydicom.dcmread(tmp_path / "outbox" / f"{item.sop_instance_uid}.dcm")
+        logged = {r.sop_instance_uid: r.score for r in log.slices(series_uid=SERIES)}
+        assert {s["sop_instance_uid"]: s["score"] for s in read_sr_values(waiting)["slices"]} \
+            == logged
+        assert [e.event for e in log.sr_events(series_uid=SERIES)] == ["queued", "send_failed"]

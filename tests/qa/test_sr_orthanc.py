@@ -38,8 +38,8 @@ def _series(folder: Path, count: int, *, localizer: bool = False, first: int = 1
     paths = []
     for index in range(first, first + count):
         path = folder / f"ct{index}.dcm"
-        ds = write_ct(path, series_uid=SERIES, study_uid=STUDY, instance=index, seed=index,
-                      noise_hu=5.0 + 10 * index)
+        write_ct(path, series_uid=SERIES, study_uid=STUDY, instance=index, seed=index,
+                 noise_hu=5.0 + 10 * index)
         paths.append(path)
     if localizer:  # same series, refused by the node: listed in the SR as not scored
         path = folder / "scout.dcm"
