@@ -115,7 +115,7 @@ class SROutcome:
     """What happened to the SR of one series: written (path), or refused/failed (reason)."""
 
     series_uid: str | None
-    status: str  # written | refused | error
+    status: str  # written | refused | error | skipped (slices of no DICOM series)
     path: str | None = None
     sop_instance_uid: str | None = None
     reason: str | None = None
@@ -470,7 +470,8 @@ def write_series_srs(results: Sequence[Any], model: SRModel, folder: str | os.Pa
                      content_datetime: datetime | None = None) -> list[SROutcome]:
     """One SR per Series Instance UID of ``results`` into ``folder`` (``score --sr``).
 
-    Results without a series UID (unreadable files) belong to no SR. Source
+    Results without a series UID (not DICOM, unreadable) belong to no SR and
+    give one ``skipped`` outcome saying how many they are. Source
     headers are read again (no pixels) for the patient/study identity and
     SOP Class UIDs. Never raises for one series: each outcome says written,
     refused or error, so scoring output is never lost to an SR problem.
@@ -480,6 +481,9 @@ def write_series_srs(results: Sequence[Any], model: SRModel, folder: str | os.Pa
     outcomes = []
     for series_uid, members in group_series(results):
         if not series_uid:
+            outcomes.append(SROutcome(None, "skipped", reason=(
+                f"{len(members)} slice(s) without a DICOM Series Instance UID (not DICOM, or "
+                "unreadable) are in no SR")))
             continue
         headers = _read_headers(sorted({r.path for r in members if getattr(r, "path", None)}))
         sop_classes = {str(h.SOPInstanceUID): str(h.SOPClassUID) for h in headers.values()

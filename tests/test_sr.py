@@ -261,3 +261,18 @@ def test_flags_stored_as_json_text_are_split() -> None:
     sr = build_sr([result], identity, MODEL,
                   sop_classes={result.sop_instance_uid: identity.SOPClassUID})
     assert read_sr_values(sr)["slices"][0]["flags"] == ["streaks", "low dose"]
+
+
+def test_inputs_without_dicom_series_are_named_not_dropped(tmp_path: Path, tiny_model: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "slice.npy", phantom_hu())
+    paths = _series(tmp_path / "in", "1.2.826.0.1.3680043.8.498.401", [ct_dataset(seed=4)])
+    code = main(["score", str(tmp_path / "slice.npy"), str(paths[0]), "--model", str(tiny_model),
+                 "--sr", str(tmp_path / "sr"), "--format", "csv", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "deltaiqa-lite: SR skipped: 1 slice(s) without a DICOM Series Instance UID (not DICOM, " \
+           "or unreadable) are in no SR" in err.splitlines()
+    assert len(list((tmp_path / "sr").glob("*.dcm"))) == 1

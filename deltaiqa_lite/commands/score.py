@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"deltaiqa-lite: SR of series {outcome.series_uid}: {outcome.path}",
                       file=sys.stderr)
             else:
-                sr_failed += 1
+                sr_failed += outcome.status != "skipped"  # skipped: no DICOM series to report on
                 print(f"deltaiqa-lite: SR {outcome.status}: {outcome.reason}", file=sys.stderr)
     failed = [r for r in results if not r.ok]
     # Failures are in the results; repeat them on stderr unless the table already shows them there.
