@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="window (HU) that plain images (PNG, JPEG, integer TIFF) were saved with")
     add_accept_argument(parser)
     parser.add_argument("-o", "--output", default=None, metavar="FILE", help="write results to FILE")
+    parser.add_argument("--sr", default=None, metavar="DIR",
+                        help="also write one DICOM Structured Report (TID 1500) per scored series "
+                             "into DIR (needs the 'sr' extra: highdicom)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
 
@@ -45,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.score import Scorer, group_results
     from deltaiqa_lite.write import run_header, write_results
 
+    if args.sr is not None:
+        from deltaiqa_lite.sr import _hd
+        _hd()  # missing extra: one line and exit 2 before any scoring (and before the preload
+        # thread imports pydicom, which highdicom imports too)
     threading.Thread(target=_preload_readers, name="deltaiqa-preload", daemon=True).start()
     with warnings_to_stderr():
         scorer = Scorer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
@@ -70,9 +77,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_results(sys.stdout, fmt or ("table" if sys.stdout.isatty() else "json"), results, series, header)
         sys.stdout.flush()
+    sr_failed = 0
+    if args.sr is not None:
+        from deltaiqa_lite.sr import model_identity, write_series_srs
+        for outcome in write_series_srs(results, model_identity(scorer), args.sr):
+            if outcome.status == "written":
+                print(f"deltaiqa-lite: SR of series {outcome.series_uid}: {outcome.path}",
+                      file=sys.stderr)
+            else:
+                sr_failed += outcome.status != "skipped"  # skipped: no DICOM series to report on
+                print(f"deltaiqa-lite: SR {outcome.status}: {outcome.reason}", file=sys.stderr)
     failed = [r for r in results if not r.ok]
     # Failures are in the results; repeat them on stderr unless the table already shows them there.
     if failed and (args.output is not None or fmt not in (None, "table") or not sys.stdout.isatty()):
         for result in failed:
             print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or sr_failed else 0

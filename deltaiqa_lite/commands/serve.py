@@ -31,6 +31,7 @@ def _port(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from deltaiqa_lite.qa.options import add_scoring_arguments
+    from deltaiqa_lite.qa.sr_node import add_sr_arguments
 
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "
@@ -64,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=positive_float, default=10.0, metavar="SECONDS",
                         help="on SIGTERM, let open associations finish this long (10)")
     add_scoring_arguments(parser)
+    add_sr_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.log import QALog
     from deltaiqa_lite.qa.options import make_scorer, patient_id_salt
     from deltaiqa_lite.qa.serve import LOOPBACK, QAServer, ServeConfig, peak_rss_mb
+    from deltaiqa_lite.qa.sr_node import make_reporter
 
     loopback = args.host in (LOOPBACK, "localhost", "::1")
     if not loopback and not args.allow and not args.allow_any:
@@ -95,8 +98,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with QALog(log_path) as log:
-        server = QAServer(Ingestor(scorer, log, source="serve", patient_id_salt=salt), config)
+        reporter = make_reporter(args, log, scorer, calling_aet=args.ae_title)
+        server = QAServer(Ingestor(scorer, log, source="serve", patient_id_salt=salt), config,
+                          on_outcome=reporter.note if reporter else None)
         host, port = server.start()
+        if reporter:
+            reporter.start()
         allowed = ", ".join(config.allowed_aets) if config.allowed_aets else "any calling AE"
         print(f"deltaiqa-lite serve: listening on {host}:{port} as {config.ae_title!r} "
               f"(allowed: {allowed}); model {scorer.model_name} on {scorer.provider}; "
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"deltaiqa-lite serve: stopping; scoring {server.backlog()} received objects",
               file=sys.stderr, flush=True)
         stats = server.stop()
+        if reporter:
+            reporter.stop()
     print(f"deltaiqa-lite serve: stopped; received {stats.received}, scored {stats.scored} "
           f"({stats.slices} slices), refused {stats.refused}, failed {stats.failed}, "
           f"duplicate {stats.duplicate}, out-of-resources {stats.rejected_full}; "

@@ -14,6 +14,7 @@ HELP = "watch a folder: score each new CT DICOM file once it is completely writt
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from deltaiqa_lite.qa.options import add_scoring_arguments
+    from deltaiqa_lite.qa.sr_node import add_sr_arguments
 
     parser.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument("--archive", default=None, metavar="DIR",
@@ -29,12 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="process what is there (waiting for it to settle), then exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per file on stderr")
     add_scoring_arguments(parser)
+    add_sr_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.ingest import Ingestor
     from deltaiqa_lite.qa.log import QALog
     from deltaiqa_lite.qa.options import make_scorer, patient_id_salt
+    from deltaiqa_lite.qa.sr_node import make_reporter
     from deltaiqa_lite.qa.watch import FolderWatcher
 
     salt = patient_id_salt(args)
@@ -47,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    reporter = None
+
     def report(outcome) -> None:
+        if reporter is not None:
+            reporter.note(outcome)
         if args.quiet:
             return
         if outcome.status == "scored":
@@ -58,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
                   flush=True)
 
     with QALog(args.log) as log:
+        reporter = make_reporter(args, log, scorer)
+        if reporter:
+            reporter.start()
         watcher = FolderWatcher(args.folder, Ingestor(scorer, log, source="watch",
                                                       patient_id_salt=salt),
                                 archive=args.archive, settle_s=args.settle,
@@ -68,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
         stats = watcher.run(stop, poll_s=args.poll if not args.once else min(args.poll, 0.2),
                             once=args.once)
+        if reporter:
+            reporter.stop()
+            if args.once:
+                reporter.flush()  # --once: the folder is complete now, no idle wait
     print(f"deltaiqa-lite watch: scored {stats.scored} files ({stats.slices} slices), refused "
           f"{stats.refused}, failed {stats.error}, already logged {stats.duplicate}",
           file=sys.stderr, flush=True)

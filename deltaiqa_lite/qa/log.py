@@ -121,6 +121,25 @@ CREATE TABLE inputs (
 """
 
 
+# Structured Reports sent back to PACS (deltaiqa_lite.qa.outbox): one row per event
+# of a series' SR (queued, sent, send_failed, refused, error), so the log says
+# when each series' SR was sent and to whom, and why one was not.
+_V4_SR_REPORTS = """
+CREATE TABLE sr_reports (
+    id INTEGER PRIMARY KEY,
+    recorded_at TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    sr_sop_instance_uid TEXT,
+    event TEXT NOT NULL CHECK (event IN ('queued', 'sent', 'send_failed', 'refused', 'error')),
+    destination TEXT,
+    content_datetime TEXT,
+    attempts INTEGER,
+    reason TEXT
+);
+CREATE INDEX sr_reports_series ON sr_reports (series_uid);
+"""
+
+
 def _backfill_series(conn: sqlite3.Connection) -> None:
     uids = [row[0] for row in conn.execute(
         "SELECT DISTINCT series_uid FROM slices WHERE series_uid IS NOT NULL")]
@@ -168,6 +187,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _V2_SERIES_AND_INPUTS, _backfill_series),
     Migration(3, "selection policy: refused kind and policy override per slice, refused kinds per series",
               _V3_SELECTION_POLICY, _backfill_refused_kinds),
+    Migration(4, "structured reports sent back to PACS (sr_reports)", _V4_SR_REPORTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -324,7 +344,22 @@ def parse_refused_kinds(text: str | None) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class SREvent:
+    """One row of the ``sr_reports`` table (what happened to a series' SR, when)."""
+
+    series_uid: str
+    event: str  # queued | sent | send_failed | refused | error
+    recorded_at: str = ""
+    sr_sop_instance_uid: str | None = None
+    destination: str | None = None
+    content_datetime: str | None = None
+    attempts: int | None = None
+    reason: str | None = None
+
+
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
+_SR_COLUMNS = [f.name for f in fields(SREvent)]
 _SERIES_COLUMNS = [f.name for f in fields(SeriesRow)]
 
 
@@ -493,7 +528,31 @@ class QALog:
                 "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
 
+    def record_sr(self, event: SREvent) -> None:
+        """Append one SR event (its ``recorded_at`` defaults to now)."""
+        row = asdict(event)
+        row["recorded_at"] = row["recorded_at"] or utc_now()
+        with self._lock:
+            self._conn.execute(
+                f"INSERT INTO sr_reports ({', '.join(_SR_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _SR_COLUMNS)})", [row[c] for c in _SR_COLUMNS])
+
     # -- reading
+    def sr_events(self, *, series_uid: str | None = None, event: str | None = None
+                  ) -> list[SREvent]:
+        """SR events, optionally of one series and/or one kind, oldest first."""
+        clauses, params = [], []
+        for column, value in (("series_uid", series_uid), ("event", event)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(_SR_COLUMNS)} FROM sr_reports{where} ORDER BY id", params
+            ).fetchall()
+        return [SREvent(**dict(zip(_SR_COLUMNS, row))) for row in rows]
+
     def input_seen(self, path: str, size: int, mtime_ns: int) -> bool:
         """Whether this exact file version (path, size, mtime) was already dealt with."""
         with self._lock:

@@ -50,7 +50,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,7 @@ from deltaiqa_lite.qa.header import (
     read_qa_header,
     refusal_reason,
 )
-from deltaiqa_lite.qa.ingest import Ingestor, header_record, header_refused_kind
+from deltaiqa_lite.qa.ingest import FileOutcome, Ingestor, header_record, header_refused_kind
 from deltaiqa_lite.qa.log import SliceRecord
 
 STATUS_SUCCESS = 0x0000
@@ -181,10 +181,15 @@ class QAServer:
     ingestor : Ingestor
         Scores and logs spooled files (its log also receives the refusals).
     config : ServeConfig
+    on_outcome : callable, optional
+        Called with each file's outcome while the spooled file still exists
+        (the SR reporter reads its identity there).
     """
 
-    def __init__(self, ingestor: Ingestor, config: ServeConfig) -> None:
+    def __init__(self, ingestor: Ingestor, config: ServeConfig, *,
+                 on_outcome: Callable[[FileOutcome], None] | None = None) -> None:
         self.ingestor = ingestor
+        self.on_outcome = on_outcome
         self.config = config
         self.stats = ServeStats()
         self.spool = Path(config.spool_dir)
@@ -390,6 +395,8 @@ class QAServer:
                     "refused": "refused"}.get(outcome.status, "failed")
             self.stats.bump("slices", outcome.n_slices)
             self.stats.bump(name)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
             self._finish(outcome.path, outcome.status)
 
     def _finish(self, path: str, status: str) -> None:
