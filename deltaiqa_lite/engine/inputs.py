@@ -39,19 +39,22 @@ def _entry(manifest: Path, text: str) -> str:
     return str(entry if entry.is_absolute() else manifest.parent / entry)
 
 
-def read_manifest(path: str | os.PathLike) -> Iterator[str]:
+def read_manifest(path: str | os.PathLike) -> Iterator[str | InputError]:
     """Yield the entries of a manifest, in file order, relative ones joined to its folder.
+
+    A line of a text manifest that is not UTF-8 yields an :class:`InputError`
+    naming the manifest and the line, and reading goes on.
 
     Raises
     ------
     InputError
-        The manifest cannot be opened or decoded, or a CSV manifest has no
-        ``path`` column (the message names the file and the columns found).
+        The manifest cannot be opened, a CSV manifest is not UTF-8, or it has
+        no ``path`` column (the message names the file and the columns found).
     """
     manifest = Path(path)
     try:
-        with open(manifest, encoding="utf-8", newline="") as stream:
-            if manifest.suffix.lower() == ".csv":
+        if manifest.suffix.lower() == ".csv":
+            with open(manifest, encoding="utf-8", newline="") as stream:
                 reader = csv.DictReader(stream)
                 columns = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
                 if PATH_COLUMN not in columns:
@@ -61,37 +64,45 @@ def read_manifest(path: str | os.PathLike) -> Iterator[str]:
                     text = (row.get(columns[PATH_COLUMN]) or "").strip()
                     if text:
                         yield _entry(manifest, text)
-            else:
-                for line in stream:
-                    text = line.strip()
+        else:
+            with open(manifest, "rb") as stream:
+                for number, raw in enumerate(stream, start=1):
+                    try:
+                        text = raw.decode("utf-8").strip()
+                    except UnicodeDecodeError as error:
+                        yield InputError(str(manifest), f"line {number} is not UTF-8 text ({error.reason}); "
+                                                        "entry skipped")
+                        continue
                     if text and not text.startswith("#"):
                         yield _entry(manifest, text)
     except OSError as error:
         raise InputError(str(manifest), f"cannot read manifest: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
-        raise InputError(str(manifest), f"manifest is not UTF-8 text ({error.reason} at byte "
-                                        f"{error.start})") from None
+        raise InputError(str(manifest), f"CSV manifest is not UTF-8 text ({error.reason})") from None
 
 
 def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[str | InputError]:
-    """Yield every input file of a run, lazily: a path, or the error of a manifest.
+    """Yield every input file of a run, lazily: a path, or an error of a manifest.
 
     Folders are walked (sorted, as :func:`deltaiqa_lite.read.expand_paths`),
     manifests read, anything else passed on as given; missing and unreadable
     files are passed on too, so that reading reports each. A manifest that
     cannot be read yields one :class:`InputError` (after any entries read
-    before the problem).
+    before the problem), an undecodable line one each.
     """
     for given in paths:
-        if is_manifest(given):
-            entries = read_manifest(given)
-            try:
-                # Entries are expanded as they are read, never gathered in a list.
-                yield from iter_paths(entries)
-            except InputError as error:
-                yield error
-        else:
+        if not is_manifest(given):
             yield from iter_paths([given])
+            continue
+        try:
+            for entry in read_manifest(given):
+                # Entries are expanded as they are read, never gathered in a list.
+                if isinstance(entry, InputError):
+                    yield entry
+                else:
+                    yield from iter_paths([entry])
+        except InputError as error:
+            yield error
 
 
 def count_inputs(paths: Iterable[str | os.PathLike]) -> int:
