@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import pickle
 
@@ -87,7 +88,12 @@ def _rows(scorer, archive):
     return list(scorer.iter_score_paths([archive]))
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+needs_pyarrow = pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None,
+                                   reason=".parquet needs pyarrow (the 'ray' extra)")
+SUFFIXES = [".jsonl", ".csv", pytest.param(".parquet", marks=needs_pyarrow)]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 def test_writers_same_fields_as_score_and_series_from_rows(tmp_path, archive, scorer, suffix):
     results = _rows(scorer, archive)
     target = tmp_path / f"out{suffix}"
@@ -140,7 +146,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", SUFFIXES)
 def test_resume_after_interrupt_every_input_once(tmp_path, archive, tiny_model, suffix):
     engine = LocalEngine(Scorer(tiny_model, provider="cpu", batch_size=2), chunk_files=3, rows_per_write=1)
     target = tmp_path / f"run{suffix}"
