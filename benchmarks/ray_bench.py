@@ -128,11 +128,43 @@ class Cluster:
 def paper_estimate(per_node: float, node_kind: str) -> list[dict]:
     """Hours to score 10^8 slices on N nodes at ``per_node`` slices/s each (linear in N)."""
     rows = []
-    for nodes in (1, 10, 50, 100, 500):
+    for nodes in (1, 4, 10, 50, 100):
         hours = 1e8 / (per_node * nodes) / 3600
         rows.append({"nodes": nodes, "node_kind": node_kind, "slices_per_s": round(per_node * nodes, 1),
                      "hours": round(hours, 1), "days": round(hours / 24, 2)})
     return rows
+
+
+def reference_rate(suite_results: Path = REPO / "benchmarks" / "results" / "results.json") -> dict | None:
+    """The suite's best INT8 CPU-EP rate with all threads, measured on a quiet machine, per vCPU."""
+    try:
+        suite = json.loads(suite_results.read_text())
+        runs = [r for r in suite["inference"]["runs"] if r.get("precision") == "int8" and r.get("provider") == "cpu"]
+    except (OSError, KeyError, ValueError):
+        return None
+    if not runs:
+        return None
+    threads = max(r["threads"] for r in runs)
+    best = max((r for r in runs if r["threads"] == threads), key=lambda r: r["slices_per_s"])
+    return {"source": f"{suite_results.relative_to(REPO)} ({suite.get('date_utc')})",
+            "cpu": suite["machine"].get("cpu_model"), "threads": threads, "batch": best["batch"],
+            "slices_per_s": round(best["slices_per_s"], 1),
+            "per_vcpu": round(best["slices_per_s"] / threads, 1)}
+
+
+def add_estimates(results: dict) -> None:
+    """The 10^8-slice estimates: measured here (contended), and from the suite's quiet-machine rate."""
+    machine = results["machine"]
+    cpus = machine["usable_cpus"]
+    per_node = results["local_vs_ray"]["best_slices_per_s"]["ray"]
+    kind = f"{cpus}-vCPU {machine['cpu_model']} as measured here (contended)"
+    estimate = {"per_node_slices_per_s": per_node, "node_kind": kind, "rows": paper_estimate(per_node, kind)}
+    reference = reference_rate()
+    if reference is not None:
+        quiet = f"32-vCPU node at the suite's quiet {reference['cpu']} rate ({reference['per_vcpu']}/vCPU)"
+        estimate["reference"] = reference
+        estimate["reference_rows"] = paper_estimate(reference["per_vcpu"] * 32, quiet)
+    results["estimate_1e8"] = estimate
 
 
 def run(out: Path, smoke: bool) -> dict:
@@ -194,14 +226,7 @@ def run(out: Path, smoke: bool) -> dict:
         results["memory"] = {"files": [n_small, n_large], "size": "32x32 CT, tiny test model", **memory}
 
     # 4. paper estimate from the measured per-node rate (Ray engine, all CPUs of this node)
-    cpus = results["machine"]["usable_cpus"]
-    per_node = best["ray"]
-    kind = f"{cpus}-vCPU {results['machine']['cpu_model']} ({', '.join(results['machine']['cpu_flags'][-3:])})"
-    results["estimate_1e8"] = {"per_node_slices_per_s": per_node, "node_kind": kind,
-                               "rows": paper_estimate(per_node, kind),
-                               "per_core_rows_32_vcpu": paper_estimate(per_node / cpus * 32,
-                                                                       "32-vCPU node of the same CPU, "
-                                                                       "assuming linear scaling per core")}
+    add_estimates(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ray.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "ray.md").write_text(report(results))
@@ -249,13 +274,19 @@ def report(r: dict) -> str:
                   f"{mem[f'local_{large}']['slices_per_s']:.0f}, Ray {mem[f'ray_{large}']['slices_per_s']:.0f} "
                   "slices/s.", "",
               "## Paper estimate: 10^8 slices", "",
-              f"From the measured Ray rate of one node of this kind ({est['per_node_slices_per_s']:.1f} slices/s, "
-              f"{est['node_kind']}), linear in the number of nodes (reading from a file system that keeps up; "
-              "see docs/ray.md for what bounds it):", "",
-              "| nodes | node | slices/s | hours | days |", "|---|---|---|---|---|"]
-    for row in est["rows"] + est["per_core_rows_32_vcpu"]:
+              f"From the measured Ray rate of one node ({est['per_node_slices_per_s']:.1f} slices/s, "
+              f"{est['node_kind']}), linear in the number of nodes (storage keeping up; see docs/ray.md for "
+              "what bounds a node). The contended rate here is far below what the same CPUs give when "
+              "quiet, so a second estimate uses the benchmark suite's quiet-machine INT8 rate"
+              + (f" ({est['reference']['slices_per_s']} slices/s with {est['reference']['threads']} threads, "
+                 f"batch {est['reference']['batch']}, {est['reference']['cpu']}, {est['reference']['source']}) "
+                 "per vCPU times 32, assuming inference scales with cores" if "reference" in est else "") + ":",
+              "", "| nodes | node | slices/s | hours | days |", "|---|---|---|---|---|"]
+    for row in est["rows"] + est.get("reference_rows", []):
         lines.append(f"| {row['nodes']} | {row['node_kind']} | {row['slices_per_s']:.0f} | {row['hours']} | "
                      f"{row['days']} |")
+    lines += ["", "A 32-vCPU node at that rate reads about 1,700 slices/s, some 850 MB/s of uncompressed CT: "
+                  "at that size storage and decoding, not inference, set the pace (docs/ray.md)."]
     return "\n".join(lines) + "\n"
 
 
@@ -264,9 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the script runs")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default benchmarks/results, build/ray-bench-smoke with --smoke)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite ray.md (and the estimates in ray.json) from an existing ray.json")
     args = parser.parse_args(argv)
     out = args.out or (REPO / "build" / "ray-bench-smoke" if args.smoke else REPO / "benchmarks" / "results")
-    results = run(out, args.smoke)
+    if args.report_only:
+        results = json.loads((out / "ray.json").read_text())
+        add_estimates(results)
+        (out / "ray.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "ray.md").write_text(report(results))
+    else:
+        results = run(out, args.smoke)
     print(report(results))
     return 0
 

@@ -154,3 +154,14 @@ def test_manifest_with_missing_and_unreadable_entries(tmp_path, tiny_model, loca
     assert all(rows[(str(f), None)]["status"] == "ok" for f in files)
     for row in (gone, broken):
         assert f"deltaiqa-lite: {row['error']}" in err
+
+
+def test_actor_start_failure_is_one_line(tmp_path, local_ray, capsys):
+    make_inputs(tmp_path / "in", 2)
+    missing = tmp_path / "no-such-model.onnx"
+    code = main(["score", str(tmp_path / "in"), "--engine", "ray", "--model", str(missing),
+                 "--provider", "cpu", "-o", str(tmp_path / "out.jsonl"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == f"deltaiqa-lite: error: scoring actors failed to start: {missing}: model file not found " \
+                      "(give 'int8', 'fp32' or an .onnx path)"

@@ -75,6 +75,15 @@ def read_chunk(entries: list[str | InputError], preprocessing: Preprocessing,
     return prepared, stacked
 
 
+def _reason(error: BaseException) -> str:
+    """The line of a Ray error that says why (our own error if the actor raised one)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(("deltaiqa_lite.errors.", "ModelError", "ProviderError", "DeltaIQAError")):
+            return line.split(": ", 1)[-1]
+    return lines[0] if lines else type(error).__name__
+
+
 class ScoringActor:
     """One Scorer per actor (the body of the Ray actor class).
 
@@ -146,6 +155,8 @@ class RayEngine:
         Chunks queued per actor: one scoring, the next ones reading.
     max_restarts, max_attempts : int
         Actor restarts, and tries per chunk before its files get error rows.
+    start_timeout : float, default 600
+        Seconds to wait for the actors to start (they wait for free CPUs).
     """
 
     name = "ray"
@@ -154,7 +165,7 @@ class RayEngine:
                  image_window: tuple[float, float] | None = None, strict_provider: bool = False,
                  address: str | None = None, actors: int | None = None, actor_cpus: int | None = None,
                  chunk_files: int = 16, in_flight_per_actor: int = 3, max_restarts: int = 3,
-                 max_attempts: int = 3) -> None:
+                 max_attempts: int = 3, start_timeout: float = 600.0) -> None:
         ray = import_ray()
         self.ray = ray
         self.started_ray = False
@@ -175,14 +186,16 @@ class RayEngine:
                 max_restarts=max_restarts, max_task_retries=max_restarts, scheduling_strategy=strategy,
             ).remote(str(model), provider, cpus, batch_size, image_window, strict_provider))
         try:
-            self.actor_info = ray.get([actor.info.remote() for actor in self.actors])
-        except ray.exceptions.RayActorError as error:
+            self.actor_info = ray.get([actor.info.remote() for actor in self.actors], timeout=start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            wanted = ", ".join(str(cpus) for cpus, _ in self._placements(actors, actor_cpus))
             self.close()
-            raise DeltaIQAError(f"scoring actors failed to start: {error}") from None
-        except ray.exceptions.RayTaskError as error:
+            raise DeltaIQAError(f"the scoring actors did not start within {start_timeout:g} s: they need "
+                                f"free CPUs ({wanted} per actor); give --actors and --actor-cpus that fit "
+                                "the cluster's free CPUs") from None
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as error:
             self.close()
-            cause = error.cause if isinstance(getattr(error, "cause", None), DeltaIQAError) else error
-            raise cause if isinstance(cause, DeltaIQAError) else DeltaIQAError(str(error)) from None
+            raise DeltaIQAError(f"scoring actors failed to start: {_reason(error)}") from None
         self.preprocessing: Preprocessing = self.actor_info[0]["preprocessing"]
         self.cwd = os.getcwd()
 
