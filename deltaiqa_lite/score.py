@@ -121,7 +121,7 @@ def summarise_scores(series_uid: str | None, scores: Sequence[float], n_slices: 
     """
     if len(scores):
         values = np.asarray(scores, dtype=np.float64)
-        mean, median = float(values.mean()), float(np.median(values))
+        mean, median = float(values.mean()), float(statistics.median(values.tolist()))
         minimum, p10 = float(values.min()), float(np.percentile(values, 10))
     else:
         mean = median = minimum = p10 = None

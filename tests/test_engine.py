@@ -216,6 +216,7 @@ def test_cli_local_streaming_matches_score_jsonl(tmp_path, archive, tiny_model, 
     (["--engine", "ray"], "--engine ray needs --output FILE ending in .jsonl, .csv or .parquet"),
     (["--resume", "-o", "x.json"], "--resume needs --output FILE ending in .jsonl"),
     (["--engine", "ray", "-o", "x.jsonl", "--threads", "2"], "--threads is for the local engine"),
+    (["-o", "x.jsonl", "--actors", "2"], "deltaiqa-lite: error: --actors need --engine ray"),
 ])
 def test_cli_usage_errors(capsys, tiny_model, archive, argv, message):
     assert main(["score", str(archive), "--model", str(tiny_model), *argv]) == 2

@@ -61,19 +61,26 @@ def _streaming(args: argparse.Namespace) -> bool:
     return suffix in STREAM_SUFFIXES and args.format in (None, STREAM_SUFFIXES[suffix])
 
 
+def _check_engine_options(args: argparse.Namespace) -> None:
+    """Refuse option combinations that would be silently ignored (exit 2 through the CLI)."""
+    from deltaiqa_lite.errors import DeltaIQAError
+
+    if (args.engine == "ray" or args.resume) and not _streaming(args):
+        what = "--engine ray" if args.engine == "ray" else "--resume"
+        raise DeltaIQAError(f"{what} needs --output FILE ending in .jsonl, .csv or .parquet (and no other --format)")
+    if args.engine == "ray" and args.threads is not None:
+        raise DeltaIQAError("--threads is for the local engine; with --engine ray give --actor-cpus "
+                            "(onnxruntime threads per actor)")
+    given = [name for name, value in (("--ray-address", args.ray_address), ("--actors", args.actors),
+                                      ("--actor-cpus", args.actor_cpus)) if value is not None]
+    if args.engine != "ray" and given:
+        raise DeltaIQAError(f"{', '.join(given)} need --engine ray")
+
+
 def run(args: argparse.Namespace) -> int:
     import threading
 
-    if args.engine == "ray" or args.resume:
-        if not _streaming(args):
-            what = "--engine ray" if args.engine == "ray" else "--resume"
-            print(f"deltaiqa-lite: error: {what} needs --output FILE ending in .jsonl, .csv or .parquet "
-                  f"(and no other --format)", file=sys.stderr)
-            return 2
-    if args.engine == "ray" and args.threads is not None:
-        print("deltaiqa-lite: error: --threads is for the local engine; with --engine ray give --actor-cpus "
-              "(onnxruntime threads per actor)", file=sys.stderr)
-        return 2
+    _check_engine_options(args)
     if _streaming(args):
         return _run_streaming(args)
 
@@ -126,7 +133,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
     else:
         from deltaiqa_lite.engine.local import LocalEngine
         from deltaiqa_lite.score import Scorer
-        threading_preload()
+        _start_preload()
         with warnings_to_stderr():
             scorer = Scorer(args.model, provider=args.provider, threads=args.threads,
                             batch_size=args.batch_size, strict_provider=args.strict_provider,
@@ -164,7 +171,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
     return 1 if summary.n_failed else 0
 
 
-def threading_preload() -> None:
+def _start_preload() -> None:
     """Start importing the readers in the background (see ``_preload_readers``)."""
     import threading
     threading.Thread(target=_preload_readers, name="deltaiqa-preload", daemon=True).start()
