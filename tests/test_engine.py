@@ -126,6 +126,18 @@ def test_writers_same_fields_as_score_and_series_from_rows(tmp_path, archive, sc
         assert pq.read_table(series_path(target)).column_names == SERIES_KEYS
 
 
+@needs_pyarrow
+def test_arrow_types_follow_the_type_hints():
+    import pyarrow as pa
+
+    from deltaiqa_lite.engine.output import _arrow_type, slice_schema
+    assert _arrow_type(pa, float | None) == pa.float64() and _arrow_type(pa, int | None) == pa.int64()
+    assert _arrow_type(pa, tuple[float, float] | None) == pa.list_(pa.float64())
+    assert _arrow_type(pa, dict | None) == pa.string()  # a richer field added later is kept, as JSON text
+    schema = slice_schema()
+    assert schema.field("probabilities").type == pa.list_(pa.float64()) and schema.field("frame").type == pa.int64()
+
+
 def test_unknown_output_extension():
     with pytest.raises(DeltaIQAError, match=r"out\.json: output extension '\.json' is not one of \.jsonl"):
         open_writer("out.json")

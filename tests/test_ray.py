@@ -98,6 +98,8 @@ def test_killed_actor_restarts_and_every_input_once(tmp_path, tiny_model, local_
             ray.kill(engine.actors[0], no_restart=False)
 
     try:
+        # Ray sets OMP_NUM_THREADS=1 in workers; the session must still use the actor's CPUs.
+        assert [info["intra_op_threads"] for info in engine.actor_info] == [2]
         score_to_file([tmp_path / "in"], tmp_path / "out.jsonl", engine, progress=kill_once)
         restarted = ray.get(engine.actors[0].info.remote())["pid"]
     finally:

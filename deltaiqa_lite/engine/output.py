@@ -238,15 +238,33 @@ def _pyarrow():
     return pyarrow
 
 
+_SIMPLE_TYPES = (float, int, str, bool)
+
+
+def _hint_kind(hint) -> object:
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0]
+
+
 def _arrow_type(pa, hint) -> object:
     # SliceResult's fields are Optional scalars or a tuple of floats; other
     # helpers may add fields, so map from the type hints rather than a list.
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    kind = args[0]
+    kind = _hint_kind(hint)
     origin = typing.get_origin(kind)
     if origin is tuple or kind is tuple or origin is list:
         return pa.list_(pa.float64())
     return {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}.get(kind, pa.string())
+
+
+def _json_columns() -> set[str]:
+    """Fields of a type Arrow gets as text: their values are written as JSON."""
+    hints = typing.get_type_hints(SliceResult)
+    json_columns = set()
+    for f in fields(SliceResult):
+        kind = _hint_kind(hints[f.name])
+        if kind not in _SIMPLE_TYPES and typing.get_origin(kind) not in (tuple, list) and kind not in (tuple, list):
+            json_columns.add(f.name)
+    return json_columns
 
 
 def slice_schema():
@@ -272,6 +290,7 @@ class ParquetWriter(ResultWriter):
         super().__init__(path, resume=resume)
         self.pa = _pyarrow()
         self.schema = slice_schema()
+        self.json_columns = _json_columns()
         self.row_group_rows = int(row_group_rows)
         self.parts = self.path.with_name(self.path.name + ".parts")
         self.buffer: list[dict] = []
@@ -310,8 +329,15 @@ class ParquetWriter(ResultWriter):
         self.next_part += 1
         self.buffer = []
 
+    def _record(self, result: SliceResult) -> dict:
+        record = slice_record(result)
+        for name in self.json_columns:
+            if record[name] is not None:
+                record[name] = json.dumps(record[name])
+        return record
+
     def write(self, results: Sequence[SliceResult]) -> None:
-        self.buffer.extend(slice_record(r) for r in results)
+        self.buffer.extend(self._record(r) for r in results)
         self.rows_written += len(results)
         if len(self.buffer) >= self.row_group_rows:
             self._flush()
