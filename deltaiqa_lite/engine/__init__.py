@@ -28,9 +28,6 @@ class Engine(Protocol):
 
     name: str
 
-    @property
-    def model_info(self) -> dict: ...
-
     def run(self, entries: Iterable[str | InputError]) -> Iterable[tuple[list[SliceResult], int]]: ...
 
     def close(self) -> None: ...

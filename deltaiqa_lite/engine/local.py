@@ -37,12 +37,6 @@ class LocalEngine:
         self.chunk_files = int(chunk_files)
         self.rows_per_write = int(rows_per_write)
 
-    @property
-    def model_info(self) -> dict:
-        """Model name, precision and provider that the rows carry."""
-        return {"model": self.scorer.model_name, "precision": self.scorer.precision,
-                "provider": self.scorer.provider}
-
     def run(self, entries: Iterable[str | InputError]) -> Iterator[tuple[list[SliceResult], int]]:
         """Yield (rows of whole files, number of those files) as they are scored, in input order."""
         entries = iter(entries)
