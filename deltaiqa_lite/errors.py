@@ -43,6 +43,11 @@ class InputError(DeltaIQAError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Pickle with both arguments and the DICOM identity, so the error
+        # survives the trip between processes (Ray read tasks and actors).
+        return type(self), (self.path, self.reason), dict(self.__dict__)
+
 
 class RefusedInput(InputError):
     """A readable input that deltaiqa-lite is not made for (MR, scout, SR, RGB, ...)."""

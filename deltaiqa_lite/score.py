@@ -19,7 +19,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
 
 __all__ = ["Scorer", "SliceResult", "SeriesResult", "likert_from_probabilities",
-           "summarise_series", "group_results", "prepare_slice"]
+           "summarise_series", "summarise_scores", "group_results", "prepare_slice", "read_file"]
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -121,20 +121,32 @@ def likert_from_probabilities(probabilities: np.ndarray) -> tuple[np.ndarray, np
     return probabilities @ CLASSES, probabilities.argmax(axis=1)
 
 
-def summarise_series(series_uid: str | None, slices: Sequence[SliceResult],
+def summarise_scores(series_uid: str | None, scores: Sequence[float], n_slices: int,
                      flag_below: float | None = None) -> SeriesResult:
-    """Count, mean, median, minimum, 10th percentile and slices below a threshold."""
-    scores = [s.score for s in slices if s.ok and s.score is not None]
-    if scores:
+    """The summary of one series from its ok scores and its slice count (no slice list).
+
+    The one implementation behind :func:`summarise_series` and the streaming
+    writers of :mod:`deltaiqa_lite.engine`, which summarise from written rows.
+    """
+    if len(scores):
         values = np.asarray(scores, dtype=np.float64)
-        mean, median = float(values.mean()), float(statistics.median(scores))
+        mean, median = float(values.mean()), float(statistics.median(values.tolist()))
         minimum, p10 = float(values.min()), float(np.percentile(values, 10))
     else:
         mean = median = minimum = p10 = None
     n_below = None if flag_below is None else int(sum(score < flag_below for score in scores))
-    return SeriesResult(series_uid=series_uid, n_slices=len(slices), n_ok=len(scores),
-                        n_failed=len(slices) - len(scores), mean=mean, median=median, minimum=minimum,
-                        p10=p10, flag_below=flag_below, n_below=n_below, slices=list(slices))
+    return SeriesResult(series_uid=series_uid, n_slices=int(n_slices), n_ok=len(scores),
+                        n_failed=int(n_slices) - len(scores), mean=mean, median=median, minimum=minimum,
+                        p10=p10, flag_below=flag_below, n_below=n_below)
+
+
+def summarise_series(series_uid: str | None, slices: Sequence[SliceResult],
+                     flag_below: float | None = None) -> SeriesResult:
+    """Count, mean, median, minimum, 10th percentile and slices below a threshold."""
+    scores = [s.score for s in slices if s.ok and s.score is not None]
+    summary = summarise_scores(series_uid, scores, len(slices), flag_below)
+    summary.slices = list(slices)
+    return summary
 
 
 def group_results(results: Iterable[SliceResult], flag_below: float | None = None) -> list[SeriesResult]:
@@ -157,6 +169,32 @@ class _Prepared:
     slices: list[Slice] = field(default_factory=list)
     planes: list[np.ndarray] = field(default_factory=list)
     error: InputError | None = None
+
+
+def read_file(path: str, preprocessing: Preprocessing,
+              image_window: tuple[float, float] | None = None,
+              accept: Collection[str] = ()) -> _Prepared:
+    """Read and preprocess one file: its slices and network input planes, or its error.
+
+    Never raises for input problems: the error is in ``_Prepared.error``. Module
+    level (not a Scorer method) so that reading can run where no session is,
+    e.g. in the Ray engine's read tasks.
+    """
+    prepared = _Prepared(path=path)
+    try:
+        for item in read_slices(path, image_window=image_window, accept=accept):
+            prepared.planes.append(prepare_slice(item, preprocessing))
+            item.hu = item.unit = None  # drop full-size planes early: batches of large files add up
+            prepared.slices.append(item)
+        if not prepared.slices:
+            raise InputError(path, "no slices in file")
+    except InputError as error:
+        prepared.error = error
+    except Exception as error:  # a reader bug must not lose the rest of the batch
+        prepared.error = InputError(path, f"unexpected {type(error).__name__}: {error}")
+    if prepared.error is not None:
+        prepared.slices, prepared.planes = [], []
+    return prepared
 
 
 class Scorer:
@@ -302,21 +340,7 @@ class Scorer:
         return self.score_slices(path)[0]
 
     def _read(self, path: str) -> _Prepared:
-        prepared = _Prepared(path=path)
-        try:
-            for item in read_slices(path, image_window=self.image_window, accept=self.accept):
-                prepared.planes.append(prepare_slice(item, self.preprocessing))
-                item.hu = item.unit = None  # drop full-size planes early: batches of large files add up
-                prepared.slices.append(item)
-            if not prepared.slices:
-                raise InputError(path, "no slices in file")
-        except InputError as error:
-            prepared.error = error
-        except Exception as error:  # a reader bug must not lose the rest of the batch
-            prepared.error = InputError(path, f"unexpected {type(error).__name__}: {error}")
-        if prepared.error is not None:
-            prepared.slices, prepared.planes = [], []
-        return prepared
+        return read_file(path, self.preprocessing, self.image_window, accept=self.accept)
 
     def iter_score_paths(self, paths: Sequence[str | os.PathLike] | str | os.PathLike,
                          progress: Callable[[int, int], None] | None = None) -> Iterator[SliceResult]:

@@ -14,7 +14,8 @@ from typing import Callable, Sequence, TextIO
 
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
-__all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header"]
+__all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header", "slice_record",
+           "series_record", "csv_row"]
 
 CSV_COLUMNS = ["path", "frame", "sop_instance_uid", "series_uid", "slice_location", "instance_number",
                "score", "likert", "label", "p0", "p1", "p2", "p3", "p4", "status", "error",
@@ -39,12 +40,18 @@ def _clean(value):
     return value
 
 
-def _slice_record(result: SliceResult) -> dict:
+def slice_record(result: SliceResult) -> dict:
+    """The JSON record of one slice (``score --format json/jsonl``; NaN becomes None)."""
     return {k: _clean(v) for k, v in result.to_dict().items()}
 
 
+def series_record(series: SeriesResult) -> dict:
+    """The JSON record of one series summary without its slice list."""
+    return {k: _clean(v) for k, v in series.to_dict().items()}
+
+
 def _series_record(series: SeriesResult) -> dict:
-    record = {k: _clean(v) for k, v in series.to_dict().items()}
+    record = series_record(series)
     record["slices"] = [s.name for s in series.slices]
     return record
 
@@ -52,7 +59,7 @@ def _series_record(series: SeriesResult) -> dict:
 def write_json(stream: TextIO, results: Sequence[SliceResult], series: Sequence[SeriesResult],
                header: dict) -> None:
     document = dict(header)
-    document["slices"] = [_slice_record(r) for r in results]
+    document["slices"] = [slice_record(r) for r in results]
     document["series"] = [_series_record(s) for s in series]
     json.dump(document, stream, indent=2)
     stream.write("\n")
@@ -62,7 +69,7 @@ def write_jsonl(stream: TextIO, results: Sequence[SliceResult], series: Sequence
                 header: dict) -> None:
     """One object per line: ``"type": "slice"`` rows, then ``"type": "series"`` rows."""
     for result in results:
-        stream.write(json.dumps({"type": "slice", **_slice_record(result)}) + "\n")
+        stream.write(json.dumps({"type": "slice", **slice_record(result)}) + "\n")
     for summary in series:
         stream.write(json.dumps({"type": "series", **_series_record(summary)}) + "\n")
 
@@ -73,12 +80,17 @@ def write_csv(stream: TextIO, results: Sequence[SliceResult], series: Sequence[S
     writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for result in results:
-        row = {k: v for k, v in result.to_dict().items() if k in CSV_COLUMNS}
-        probabilities = result.probabilities or (None,) * 5
-        row.update({f"p{k}": (f"{p:.6f}" if p is not None else "") for k, p in enumerate(probabilities)})
-        if result.score is not None:
-            row["score"] = f"{result.score:.6f}"
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+        writer.writerow(csv_row(result))
+
+
+def csv_row(result: SliceResult) -> dict:
+    """The CSV row of one slice: :data:`CSV_COLUMNS`, empty strings for None, 6 decimals."""
+    row = {k: v for k, v in result.to_dict().items() if k in CSV_COLUMNS}
+    probabilities = result.probabilities or (None,) * 5
+    row.update({f"p{k}": (f"{p:.6f}" if p is not None else "") for k, p in enumerate(probabilities)})
+    if result.score is not None:
+        row["score"] = f"{result.score:.6f}"
+    return {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

@@ -9,11 +9,13 @@ from deltaiqa_lite.commands._args import (
     add_accept_argument,
     add_model_arguments,
     hu_window,
+    positive_int,
     warnings_to_stderr,
 )
 
 HELP = "score CT slices (DICOM files/folders, LDCTIQAC TIFF, .npy in HU) on the 0-4 Likert scale"
 FORMATS = ("table", "json", "jsonl", "csv")  # same keys as deltaiqa_lite.write.WRITERS
+STREAM_SUFFIXES = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}  # deltaiqa_lite.engine.output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write one DICOM Structured Report (TID 1500) per scored series "
                              "into DIR (needs the 'sr' extra: highdicom)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    engine = parser.add_argument_group(
+        "streaming and Ray", "with --output FILE.jsonl/.csv/.parquet rows are written as they come "
+        "(flat memory); PATH may also be a manifest (.txt one path per line, .csv with a 'path' column)")
+    engine.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process (default); ray: a Ray cluster (extra 'ray')")
+    engine.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray for this run)")
+    engine.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --output and score only the inputs missing there")
+    engine.add_argument("--actors", type=positive_int, default=None, metavar="N",
+                        help="Ray scoring actors (default: one per node using all its CPUs)")
+    engine.add_argument("--actor-cpus", type=positive_int, default=None, metavar="N",
+                        help="CPUs, and onnxruntime threads, per Ray actor (default 1 with --actors)")
 
 
 def _preload_readers() -> None:
@@ -42,8 +57,37 @@ def _preload_readers() -> None:
     import deltaiqa_lite.read.dicom  # noqa: F401
 
 
+def _streaming(args: argparse.Namespace) -> bool:
+    """Whether to write through the streaming engine (see ``add_arguments``)."""
+    import os
+    if args.output is None:
+        return False
+    suffix = os.path.splitext(args.output)[1].lower()
+    return suffix in STREAM_SUFFIXES and args.format in (None, STREAM_SUFFIXES[suffix])
+
+
+def _check_engine_options(args: argparse.Namespace) -> None:
+    """Refuse option combinations that would be silently ignored (exit 2 through the CLI)."""
+    from deltaiqa_lite.errors import DeltaIQAError
+
+    if (args.engine == "ray" or args.resume) and not _streaming(args):
+        what = "--engine ray" if args.engine == "ray" else "--resume"
+        raise DeltaIQAError(f"{what} needs --output FILE ending in .jsonl, .csv or .parquet (and no other --format)")
+    if args.engine == "ray" and args.threads is not None:
+        raise DeltaIQAError("--threads is for the local engine; with --engine ray give --actor-cpus "
+                            "(onnxruntime threads per actor)")
+    given = [name for name, value in (("--ray-address", args.ray_address), ("--actors", args.actors),
+                                      ("--actor-cpus", args.actor_cpus)) if value is not None]
+    if args.engine != "ray" and given:
+        raise DeltaIQAError(f"{', '.join(given)} need --engine ray")
+
+
 def run(args: argparse.Namespace) -> int:
     import threading
+
+    _check_engine_options(args)
+    if _streaming(args):
+        return _run_streaming(args)
 
     from deltaiqa_lite.score import Scorer, group_results
     from deltaiqa_lite.write import run_header, write_results
@@ -93,3 +137,62 @@ def run(args: argparse.Namespace) -> int:
         for result in failed:
             print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
     return 1 if failed or sr_failed else 0
+
+
+def _run_streaming(args: argparse.Namespace) -> int:
+    import time
+
+    from deltaiqa_lite.engine import Progress, score_to_file
+
+    if args.engine == "ray":
+        from deltaiqa_lite.engine.ray import RayEngine
+        with warnings_to_stderr():
+            engine = RayEngine(args.model, provider=args.provider, batch_size=args.batch_size,
+                               image_window=args.image_window, strict_provider=args.strict_provider,
+                               address=args.ray_address, actors=args.actors, actor_cpus=args.actor_cpus,
+                               accept=args.accept)
+    else:
+        from deltaiqa_lite.engine.local import LocalEngine
+        from deltaiqa_lite.score import Scorer
+        _start_preload()
+        with warnings_to_stderr():
+            scorer = Scorer(args.model, provider=args.provider, threads=args.threads,
+                            batch_size=args.batch_size, strict_provider=args.strict_provider,
+                            image_window=args.image_window, accept=args.accept)
+        engine = LocalEngine(scorer)
+
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(state: Progress) -> None:
+        # A terminal gets a line redrawn twice a second; a log (ray job submit) a line every 30 s.
+        now = time.monotonic()
+        if now - last[0] < (0.5 if tty else 30.0) and state.files_done < state.files_total:
+            return
+        last[0] = now
+        line = (f"scored {state.files_done}/{state.files_total} files, {state.slices} slices, "
+                f"{state.slices_per_second:.1f} slices/s")
+        sys.stderr.write(f"\r{line}" if tty else f"{line}\n")
+        sys.stderr.flush()
+
+    try:
+        summary = score_to_file(args.paths, args.output, engine, resume=args.resume,
+                                flag_below=args.flag_below, progress=None if args.no_progress else progress)
+    finally:
+        engine.close()
+    if tty and not args.no_progress:
+        sys.stderr.write("\n")
+    for result in summary.failed_written:
+        print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
+    rate = summary.slices_written / summary.seconds if summary.seconds > 0 else 0.0
+    skipped = f", {summary.files_skipped} files already there" if summary.files_skipped else ""
+    print(f"deltaiqa-lite: wrote {summary.slices_written} slices to {args.output} in {summary.seconds:.1f} s "
+          f"({rate:.1f} slices/s, engine {summary.engine}{skipped}); {summary.n_failed} failed in the file",
+          file=sys.stderr)
+    return 1 if summary.n_failed else 0
+
+
+def _start_preload() -> None:
+    """Start importing the readers in the background (see ``_preload_readers``)."""
+    import threading
+    threading.Thread(target=_preload_readers, name="deltaiqa-preload", daemon=True).start()

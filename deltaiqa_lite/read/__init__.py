@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterator
+from typing import Collection, Iterable, Iterator
 
 import numpy as np
 
 from deltaiqa_lite.errors import InputError
 
-__all__ = ["Slice", "read_slices", "expand_paths", "IMAGE_SUFFIXES"]
+__all__ = ["Slice", "read_slices", "expand_paths", "iter_paths", "IMAGE_SUFFIXES"]
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 NPY_SUFFIXES = {".npy"}
@@ -152,6 +152,29 @@ def read_slices(path: str | os.PathLike, *,
         yield from images.read_pillow(path, image_window=image_window)
 
 
+def iter_paths(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Yield the files to read from files and folders, lazily (see :func:`expand_paths`).
+
+    Folders are walked as the caller consumes, so a folder of millions of
+    files is never held in memory as one list.
+    """
+    for given in paths:
+        given_path = Path(given)
+        if given_path.is_dir():
+            found = False
+            for root, dirs, names in os.walk(given_path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if name.startswith(".") or name.upper() == "DICOMDIR":
+                        continue
+                    found = True
+                    yield os.path.join(root, name)
+            if not found:
+                yield str(given_path)
+        else:
+            yield str(given_path)
+
+
 def expand_paths(paths: list[str | os.PathLike]) -> list[str]:
     """Turn files and folders into the sorted list of files to read.
 
@@ -161,18 +184,4 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[str]:
     Paths that do not exist are kept, so the caller reports them.
     An empty folder is kept as itself so it is reported too.
     """
-    files: list[str] = []
-    for given in paths:
-        given_path = Path(given)
-        if given_path.is_dir():
-            found = []
-            for root, dirs, names in os.walk(given_path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith(".") or name.upper() == "DICOMDIR":
-                        continue
-                    found.append(os.path.join(root, name))
-            files.extend(found if found else [str(given_path)])
-        else:
-            files.append(str(given_path))
-    return files
+    return list(iter_paths(paths))
