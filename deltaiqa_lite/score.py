@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from deltaiqa_lite.card import read_card
-from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError
+from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError, RefusedInput
 from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
 from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
@@ -61,6 +61,9 @@ class SliceResult:
     provider: str | None = None
     frame: int | None = None
     instance_number: int | None = None
+    #: On error: the input was refused (not CT, scout, too small...) rather than broken.
+    #: Kept out of ``to_dict``: the QA node logs it as status ``refused``.
+    refused: bool = field(default=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +76,7 @@ class SliceResult:
     def to_dict(self) -> dict:
         """Plain dict for writers (probabilities as a list)."""
         record = asdict(self)
+        record.pop("refused")
         if record["probabilities"] is not None:
             record["probabilities"] = list(record["probabilities"])
         return record
@@ -253,7 +257,8 @@ class Scorer:
         return SliceResult(path=path, status="error", error=message, model=self.model_name,
                            precision=self.precision, provider=self.provider,
                            series_uid=getattr(error, "series_uid", None),
-                           sop_instance_uid=getattr(error, "sop_instance_uid", None))
+                           sop_instance_uid=getattr(error, "sop_instance_uid", None),
+                           refused=isinstance(error, RefusedInput))
 
     # -- public scoring API --------------------------------------------------
 

@@ -10,7 +10,7 @@ one outcome: scored, refused, error or duplicate.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -84,8 +84,9 @@ class Ingestor:
         except InputError as error:
             return error
 
-    def process(self, paths: Sequence[str], *, names: dict[str, str] | None = None,
-                headers: dict[str, QAHeader | InputError] | None = None) -> list[FileOutcome]:
+    def process(self, paths: Sequence[str], *, names: dict[str, str | None] | None = None,
+                headers: dict[str, QAHeader | InputError] | None = None,
+                defer_errors: Collection[str] = ()) -> list[FileOutcome]:
         """Score and record ``paths``; one outcome per path, in order.
 
         Parameters
@@ -97,6 +98,9 @@ class Ingestor:
             default: the base name.
         headers : dict, optional
             Headers already read by the caller, to avoid reading twice.
+        defer_errors : collection of str, optional
+            Paths whose ``error`` outcome is returned but not logged yet (``watch``
+            retries a file that may still be being written before calling it broken).
         """
         names = names or {}
         headers = dict(headers or {})
@@ -110,8 +114,9 @@ class Ingestor:
             headers[path] = header
             if isinstance(header, InputError):
                 reason = header.reason
-                records.append(SliceRecord(source=self.source, status="error", file_name=name,
-                                           reason=reason))
+                if path not in defer_errors:
+                    records.append(SliceRecord(source=self.source, status="error",
+                                               file_name=name, reason=reason))
                 outcomes[path] = FileOutcome(path, ERROR, reason)
                 continue
             sop = header.sop_instance_uid
@@ -144,9 +149,15 @@ class Ingestor:
                 if failed or not results:
                     reason = (_strip_path(failed[0].error or "scoring failed", path) if failed
                               else "no slices were scored")
-                    records.append(header_record(header, source=self.source, status="error",
-                                                 file_name=name, reason=reason))
-                    outcomes[path] = FileOutcome(path, ERROR, reason, header.sop_instance_uid,
+                    # A refusal decided from the pixels (scout, too small, off-axial) is a
+                    # refusal like one decided from the header, not an error.
+                    status = REFUSED if failed and all(r.refused for r in failed) else ERROR
+                    if status == REFUSED or path not in defer_errors:
+                        records.append(header_record(
+                            header, source=self.source,
+                            status="refused" if status == REFUSED else "error",
+                            file_name=name, reason=reason))
+                    outcomes[path] = FileOutcome(path, status, reason, header.sop_instance_uid,
                                                  header.series_uid)
                     continue
                 base = header.as_dict()
