@@ -412,7 +412,7 @@ def test_rescale_values_must_be_finite_and_plausible(tmp_path, keyword, text):
     _raw(ds, keyword, "DS", text)
     element = {"RescaleSlope": r"\(0028,1053\) Rescale Slope",
                "RescaleIntercept": r"\(0028,1052\) Rescale Intercept"}[keyword]
-    with pytest.raises(InputError, match=rf"{element} is '{text}'; expected 1 numbers in \["):
+    with pytest.raises(InputError, match=rf"{element} is '{text}'; expected a number in \["):
         list(read_dicom(save(ds, tmp_path / "bad.dcm")))
 
 

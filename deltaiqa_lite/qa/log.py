@@ -442,7 +442,7 @@ class QALog:
                 for uid in sorted(touched):
                     _refresh_series(self._conn, uid)
                 self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:  # locked, full, read-only: not our bug
                 self._rollback()
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
             except BaseException:
@@ -465,7 +465,7 @@ class QALog:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:  # locked, full, read-only: not our bug
                 self._rollback()
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
 
@@ -478,7 +478,7 @@ class QALog:
                     "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
                     "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
 
     # -- reading
@@ -500,7 +500,7 @@ class QALog:
         with self._lock:
             try:
                 return self._conn.execute(sql, params).fetchone()
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
 
     def sop_status(self, sop_instance_uid: str) -> str | None:
@@ -510,7 +510,7 @@ class QALog:
                 rows = self._conn.execute(
                     "SELECT DISTINCT status FROM slices WHERE sop_instance_uid = ?",
                     (sop_instance_uid,)).fetchall()
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
         found = {row[0] for row in rows}
         for status in ("ok", "refused", "error"):

@@ -148,7 +148,7 @@ def _numbers(name: str, item: pydicom.Dataset, keyword: str, *, count: int | Non
     if value is None or value == "":
         return None
     values = _multi(value)
-    expected = f"{count} numbers" if count is not None else "numbers"
+    expected = {None: "numbers", 1: "a number"}.get(count, f"{count} numbers")
     if low > -math.inf or high < math.inf:
         expected += f" in [{low:g}, {high:g}]"
     try:
