@@ -364,7 +364,10 @@ class QALog:
             os.makedirs(folder, mode=dir_mode, exist_ok=True)
             # Created here, private, before SQLite opens it: SQLite gives its -wal and
             # -shm files the permissions of the database file (0644 under the usual umask).
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, file_mode))
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode))
+            except FileExistsError:
+                pass  # an existing log keeps its permissions (and may be read-only to us)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch of
             # slices and its series summaries land in one transaction or not at all.
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,

@@ -472,26 +472,28 @@ def read_dicom(path: str | os.PathLike, *, max_pixel_bytes: int = MAX_PIXEL_BYTE
 def _read_frames(name: str, ds: pydicom.Dataset, max_pixel_bytes: int) -> Iterator[Slice]:
     _check_object(name, ds)
     frames = _check_size(name, ds, max_pixel_bytes)
+    modality_lut = "ModalityLUTSequence" in ds and "RescaleSlope" not in ds
     geometry = []
     for frame in range(frames):
         _check_frame_type(name, ds, frame, frames)
         iop = _orientation(name, ds, frame)
         normal = _check_axial(name, iop) if iop is not None else None
-        geometry.append((iop, normal))
+        # Rescale values are checked here too, before the pixels are decoded.
+        rescale = None if modality_lut else _rescale(name, ds, frame)
+        geometry.append((iop, normal, rescale))
     stored = _decode(name, ds, frames)
     padding = _padding_mask(name, ds, stored)
-    modality_lut = "ModalityLUTSequence" in ds and "RescaleSlope" not in ds
     multi = frames > 1
     # Instance Number only orders slices: a malformed one is ignored (one note), never fatal.
     numbers = _optional(name, ds, "InstanceNumber", count=1, low=-2**31, high=2**31 - 1)
     instance = int(numbers[0]) if numbers and numbers[0] == int(numbers[0]) else None
     for frame in range(frames):
-        iop, normal = geometry[frame]
+        iop, normal, rescale = geometry[frame]
         if modality_lut:
             from pydicom.pixels import apply_modality_lut
             hu = np.asarray(apply_modality_lut(stored[frame], ds), dtype=np.float32)
         else:
-            slope, intercept = _rescale(name, ds, frame)
+            slope, intercept = rescale
             hu = stored[frame].astype(np.float32) * np.float32(slope) + np.float32(intercept)
         if padding is not None:
             hu[padding[frame]] = AIR_HU
