@@ -129,6 +129,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _bound(value: float) -> str:
+    """A range limit as written in a message: integers in full, others in %g."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e12 else f"{value:g}"
+
+
 def _get(name: str, item: pydicom.Dataset, keyword: str) -> Any:
     """``item.get(keyword)``; a value pydicom cannot even convert names its element."""
     try:
@@ -150,7 +155,7 @@ def _numbers(name: str, item: pydicom.Dataset, keyword: str, *, count: int | Non
     values = _multi(value)
     expected = {None: "numbers", 1: "a number"}.get(count, f"{count} numbers")
     if low > -math.inf or high < math.inf:
-        expected += f" in [{low:g}, {high:g}]"
+        expected += f" in [{_bound(low)}, {_bound(high)}]"
     try:
         numbers = [float(v) for v in values]
     except (TypeError, ValueError):

@@ -296,7 +296,8 @@ def test_node_files_private_by_default_group_on_request(tmp_path: Path, scorer: 
                 (tmp_path / "private", {}, 0o600, 0o700),
                 (tmp_path / "group", {"file_mode": 0o640, "dir_mode": 0o750}, 0o640, 0o750)):
             root.mkdir()
-            with QALog(root / "log" / "qa.sqlite", file_mode=file_mode, dir_mode=dir_mode) as log:
+            modes = {"file_mode": file_mode, "dir_mode": dir_mode} if config else {}
+            with QALog(root / "log" / "qa.sqlite", **modes) as log:  # defaults: private
                 server = _server(root, scorer, log, store_dir=root / "store", **config)
                 good = ct_dataset(seed=30)
                 scout = ct_dataset(seed=31)

@@ -40,8 +40,9 @@ def test_writer_pausing_longer_than_settle_is_not_archived_as_failed(
     data = whole.read_bytes()
     clock = Clock()
     with QALog(tmp_path / "qa.sqlite") as log:
+        # Default error_settle_s (30 s): longer than this writer's pause.
         watcher = FolderWatcher(inbox, Ingestor(scorer, log, source="watch"), archive=archive,
-                                settle_s=2.0, error_settle_s=30.0, clock=clock)
+                                settle_s=2.0, clock=clock)
         target = inbox / "IM0001"
         target.write_bytes(data[: len(data) // 2])  # the writer pauses here, file closed
         watcher.poll_once()
