@@ -104,7 +104,11 @@ def mutate(data: bytes, rng: random.Random, scratch: Path) -> bytes:
                 cut = rng.randint(0, len(pixels))
                 ds.PixelData = pixels[:cut - cut % 2]
         out = scratch / "mutated.dcm"
-        ds.save_as(out)  # writes raw values as they are: no validation on the way out
+        try:
+            ds.save_as(out)  # writes raw values as they are: no validation on the way out
+        except ValueError:
+            # pydicom will not write cut encapsulated Pixel Data: damage the bytes instead.
+            return data[:rng.randint(0, len(data))]
         return out.read_bytes()
     if kind == "truncate":
         return data[:rng.randint(0, len(data))]

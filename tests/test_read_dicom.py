@@ -481,3 +481,27 @@ def test_cli_shows_warnings_once_not_raw(tmp_path, capsys, tiny_model):
     assert "(0020,0013) Instance Number is 'bad" in err and "; ignored" in err
     assert "warn_and_log" not in err and "UserWarning" not in err
     assert err.count("deltaiqa-lite: warning:") < 2 * len(paths)
+
+
+def test_file_meta_without_transfer_syntax_is_read_as_encoded(tmp_path):
+    # Found by tests/test_fuzz.py: a damaged File Meta without (0002,0010) gave
+    # "unexpected AttributeError" instead of a reading.
+    import io
+
+    ds = ct_dataset()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    marker = b"\x02\x00\x10\x00UI"  # (0002,0010) explicit VR
+    at = data.index(marker)
+    length = int.from_bytes(data[at + 6:at + 8], "little")
+    # Rename the element to a private-looking group-2 tag so the meta no longer has it.
+    damaged = data[:at] + b"\x02\x00\x11\x00UI" + data[at + 6:]
+    assert len(damaged) == len(data) and length > 0
+    item = read_one(save_bytes(damaged, tmp_path / "meta.dcm"))
+    assert item.hu.shape == (96, 96)
+
+
+def save_bytes(data: bytes, path: Path) -> Path:
+    path.write_bytes(data)
+    return path

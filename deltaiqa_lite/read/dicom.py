@@ -86,11 +86,15 @@ def _read_dataset(path: Path) -> pydicom.Dataset:
     if size == 0:
         raise InputError(name, "file is empty (0 bytes); not a DICOM file")
     try:
-        return pydicom.dcmread(path)
+        dataset = pydicom.dcmread(path)
     except InvalidDicomError:
         pass
     except Exception as error:  # pydicom raises many types on damaged files
         raise InputError(name, f"cannot read DICOM: {_first_line(error)}") from error
+    else:
+        # A damaged File Meta may lack (0002,0010): decode with what was read.
+        _ensure_transfer_syntax(dataset)
+        return dataset
     # Some archives write datasets without the 128-byte preamble and 'DICM'.
     # Read them forcibly, but only believe the result if it looks like an image object.
     try:
