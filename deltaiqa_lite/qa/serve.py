@@ -354,11 +354,15 @@ class QAServer:
         return self.address
 
     def _clean_stale_parts(self) -> None:
-        """Temporary files of writes cut short by a kill: never acknowledged, so never needed."""
-        for folder in (self.spool, self.store, self.quarantine):
-            if folder is None or not folder.is_dir():
+        """Temporary files of writes cut short by a kill: never acknowledged, so never needed.
+
+        The spool and the quarantine folder only (flat folders); the store is not walked
+        at every start, since it may hold millions of objects.
+        """
+        for folder in (self.spool, self.quarantine):
+            if not folder.is_dir():
                 continue
-            for stale in folder.rglob(f".*{PART_SUFFIX}"):
+            for stale in folder.glob(f".*{PART_SUFFIX}"):
                 try:
                     stale.unlink()
                 except OSError as error:
