@@ -82,12 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from deltaiqa_lite.errors import DeltaIQAError
+    from deltaiqa_lite.errors import DeltaIQAError, WarningTally
+    # Library warnings (pydicom on malformed values, ignored elements) are shown once
+    # per place with a count at the end, never as raw multi-line warnings.
+    tally = WarningTally()
     try:
-        return int(module.run(args))
+        with tally:
+            return int(module.run(args))
     except DeltaIQAError as error:
         print(f"deltaiqa-lite: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("deltaiqa-lite: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if tally.summary() is not None and tally.total > len(tally.counts):
+            print(tally.summary(), file=sys.stderr)

@@ -11,8 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import (ComprehensiveSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         JPEG2000Lossless, RLELossless, RTPlanStorage, generate_uid)
+from pydicom.uid import (ComprehensiveSRStorage, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, RTPlanStorage, generate_uid)
 
 from dicom_builders import ct_dataset, enhanced_ct_dataset, phantom_hu, save, stored_from_hu
 from deltaiqa_lite.errors import InputError, MissingCodecError, RefusedInput
@@ -360,3 +359,148 @@ def test_enhanced_localizer_frame_is_refused(tmp_path):
     ds.PerFrameFunctionalGroupsSequence[1].CTImageFrameTypeSequence[0].FrameType = \
         ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
     assert len(list(read_dicom(save(ds, tmp_path / "axial.dcm")))) == 2
+
+
+# -- hostile headers (issue 13) ---------------------------------------------------------------
+
+def _raw(ds: Dataset, keyword: str, vr: str, text: str) -> None:
+    """Put a value into ``ds`` exactly as a hostile sender would write it (no validation)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = Tag(pydicom.datadict.tag_for_keyword(keyword))
+    value = text.encode("ascii")
+    value += b" " * (len(value) % 2)
+    ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+
+
+@pytest.mark.parametrize("frames", ["1000000", "2000000"])
+def test_huge_frame_count_refused_from_the_header(tmp_path, frames):
+    import tracemalloc
+
+    ds = ct_dataset()
+    _raw(ds, "NumberOfFrames", "IS", frames)
+    path = save(ds, tmp_path / "liar.dcm")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"\(0028,0008\) Number of Frames x .* is "
+                                             rf"{frames} x 96 x 96 at 16 bits = \d+ bytes; "
+                                             r"above the ceiling"):
+            list(read_dicom(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20  # nothing per frame was built before refusing
+
+
+def test_frame_count_beyond_the_bytes_present_refused_before_the_frame_loop(tmp_path):
+    import tracemalloc
+
+    ds = ct_dataset()
+    _raw(ds, "NumberOfFrames", "IS", "50000")  # 921 MB declared (under the ceiling), 18 KB present
+    path = save(ds, tmp_path / "liar.dcm")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"Pixel Data is truncated: 18432 bytes, expected "
+                                             r"921600000 for 50000 x 96 x 96 at 16 bits"):
+            list(read_dicom(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Refused from the header: no per-frame geometry was built (that alone is ~20 MB here).
+    assert peak < 5 * 2**20
+
+
+@pytest.mark.parametrize("keyword, text", [
+    ("RescaleSlope", "NaN"), ("RescaleSlope", "0"), ("RescaleSlope", "inf"),
+    ("RescaleSlope", "1e308"), ("RescaleSlope", "-1"), ("RescaleSlope", "abc"),
+    ("RescaleIntercept", "NaN"), ("RescaleIntercept", "-1e300"),
+])
+def test_rescale_values_must_be_finite_and_plausible(tmp_path, keyword, text):
+    ds = ct_dataset()
+    _raw(ds, keyword, "DS", text)
+    element = {"RescaleSlope": r"\(0028,1053\) Rescale Slope",
+               "RescaleIntercept": r"\(0028,1052\) Rescale Intercept"}[keyword]
+    with pytest.raises(InputError, match=rf"{element} is '{text}'; expected a number in \["):
+        list(read_dicom(save(ds, tmp_path / "bad.dcm")))
+
+
+@pytest.mark.parametrize("text", ["NaN\\0\\0\\0\\1\\0", "1\\0\\0\\0\\inf\\0", "2\\0\\0\\0\\1\\0",
+                                  "1\\0\\0\\0\\1"])
+def test_orientation_values_must_be_finite_direction_cosines(tmp_path, text):
+    ds = ct_dataset()
+    _raw(ds, "ImageOrientationPatient", "DS", text)
+    with pytest.raises(InputError, match=r"\(0020,0037\) Image Orientation \(Patient\) is .*; "
+                                         r"expected 6 numbers in \[-1.001, 1.001\]"):
+        list(read_dicom(save(ds, tmp_path / "bad.dcm")))
+
+
+def test_values_not_needed_for_scoring_are_ignored_with_a_note(tmp_path):
+    from deltaiqa_lite.errors import InputWarning
+
+    ds = ct_dataset(ipp=None)
+    _raw(ds, "InstanceNumber", "IS", "abc")
+    _raw(ds, "SliceLocation", "DS", "x1")
+    _raw(ds, "PixelSpacing", "DS", "0\\nan")
+    path = save(ds, tmp_path / "odd.dcm")
+    with pytest.warns(InputWarning) as notes:
+        item = read_one(path)
+    assert item.hu.shape == (96, 96)
+    assert item.instance_number is None and item.slice_location is None
+    assert item.pixel_spacing_mm is None
+    texts = [str(n.message) for n in notes if n.category is InputWarning]
+    assert any("(0020,0013) Instance Number is 'abc'" in t and t.endswith("; ignored")
+               for t in texts)
+    assert any("(0020,1041) Slice Location is 'x1'" in t for t in texts)
+    assert all(t.startswith(str(path)) for t in texts)
+
+
+def test_cli_shows_warnings_once_not_raw(tmp_path, capsys, tiny_model):
+    from deltaiqa_lite.cli import main
+    from deltaiqa_lite.errors import WarningTally
+
+    paths = []
+    for k in range(3):
+        ds = ct_dataset(seed=k)
+        _raw(ds, "InstanceNumber", "IS", f"bad{k}")
+        paths.append(save(ds, tmp_path / f"odd{k}.dcm"))
+    # The CLI's tally, driven directly: reading through pydicom warns per file.
+    with WarningTally() as tally:
+        for path in paths:
+            read_one(path)
+    err = capsys.readouterr().err
+    assert tally.total >= 6  # pydicom's VR warning and our note, per file
+    assert err.count("deltaiqa-lite: warning:") == len(tally.counts) < tally.total
+    assert "warn_and_log" not in err and "UserWarning" not in err  # nothing raw
+    assert "repeat(s) not shown" in tally.summary()
+    # And through the real command line.
+    code = main(["score", *map(str, paths), "--model", str(tiny_model), "--threads", "1"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "(0020,0013) Instance Number is 'bad" in err and "; ignored" in err
+    assert "warn_and_log" not in err and "UserWarning" not in err
+    assert err.count("deltaiqa-lite: warning:") < 2 * len(paths)
+
+
+def test_file_meta_without_transfer_syntax_is_read_as_encoded(tmp_path):
+    # Found by tests/test_fuzz.py: a damaged File Meta without (0002,0010) gave
+    # "unexpected AttributeError" instead of a reading.
+    import io
+
+    ds = ct_dataset()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    marker = b"\x02\x00\x10\x00UI"  # (0002,0010) explicit VR
+    at = data.index(marker)
+    length = int.from_bytes(data[at + 6:at + 8], "little")
+    # Rename the element to a private-looking group-2 tag so the meta no longer has it.
+    damaged = data[:at] + b"\x02\x00\x11\x00UI" + data[at + 6:]
+    assert len(damaged) == len(data) and length > 0
+    item = read_one(save_bytes(damaged, tmp_path / "meta.dcm"))
+    assert item.hu.shape == (96, 96)
+
+
+def save_bytes(data: bytes, path: Path) -> Path:
+    path.write_bytes(data)
+    return path

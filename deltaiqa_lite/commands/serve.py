@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deltaiqa_lite.commands._args import parse_number, positive_float, positive_int
 
+LOG_BUSY_TIMEOUT_S = 5.0
 HELP = ("receive CT over DICOM (C-STORE, C-ECHO) and score every image into the QA log "
         "(needs the 'net' extra: pynetdicom)")
 
@@ -52,14 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spool", default=None, metavar="DIR",
                         help="where received objects wait for scoring (default: 'spool' beside "
                              "the QA log)")
+    parser.add_argument("--quarantine", default=None, metavar="DIR",
+                        help="where acknowledged objects that were refused or could not be "
+                             "scored are kept as DIR/<SOP UID>.dcm (default: 'refused' beside "
+                             "the spool)")
+    parser.add_argument("--rescan", type=positive_float, default=10.0, metavar="SECONDS",
+                        help="how often spool files left by a failed log write are retried (10)")
+    parser.add_argument("--group-access", action="store_true",
+                        help="let the node's group read what it writes (files 0640, folders "
+                             "0750; default 0600/0700: the node's user only)")
     parser.add_argument("--queue-size", type=positive_int, default=256,
                         help="objects waiting for scoring before C-STORE blocks (256)")
     parser.add_argument("--queue-timeout", type=positive_float, default=30.0, metavar="SECONDS",
                         help="how long a C-STORE waits for queue space before answering "
                              "0xA700 Out of Resources (30)")
     parser.add_argument("--ack-refused", action="store_true",
-                        help="answer non-CT objects with Success (still logged as refused, not "
-                             "stored), for senders that retry failures forever")
+                        help="answer non-CT objects with Success (still logged as refused, and "
+                             "kept in the quarantine folder since the sender may forget them), "
+                             "for senders that retry failures forever")
     parser.add_argument("--max-associations", type=positive_int, default=10,
                         help="concurrent associations (10)")
     parser.add_argument("--grace", type=positive_float, default=10.0, metavar="SECONDS",
@@ -84,12 +95,16 @@ def run(args: argparse.Namespace) -> int:
     scorer = make_scorer(args)
     log_path = Path(args.log)
     spool = Path(args.spool) if args.spool else log_path.resolve().parent / "spool"
+    file_mode, dir_mode = (0o640, 0o750) if args.group_access else (0o600, 0o700)
     config = ServeConfig(
         spool_dir=spool, host=args.host, port=args.port, ae_title=args.ae_title,
         allowed_aets=None if args.allow_any or not args.allow else tuple(args.allow),
-        store_dir=Path(args.store) if args.store else None, queue_size=args.queue_size,
-        queue_timeout_s=args.queue_timeout, batch_size=args.batch_size,
-        ack_refused=args.ack_refused, grace_s=args.grace, max_associations=args.max_associations)
+        store_dir=Path(args.store) if args.store else None,
+        quarantine_dir=Path(args.quarantine) if args.quarantine else None,
+        queue_size=args.queue_size, queue_timeout_s=args.queue_timeout,
+        batch_size=args.batch_size, ack_refused=args.ack_refused, grace_s=args.grace,
+        max_associations=args.max_associations, rescan_s=args.rescan, file_mode=file_mode,
+        dir_mode=dir_mode)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -97,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with QALog(log_path) as log:
+    # A short busy timeout: a locked log is reported (and answered 0xA700) in seconds,
+    # not after SQLite's default wait; the worker retries it on every rescan.
+    with QALog(log_path, busy_timeout_s=LOG_BUSY_TIMEOUT_S, file_mode=file_mode,
+               dir_mode=dir_mode) as log:
         reporter = make_reporter(args, log, scorer, calling_aet=args.ae_title)
         server = QAServer(Ingestor(scorer, log, source="serve", patient_id_salt=salt), config,
                           on_outcome=reporter.note if reporter else None)
@@ -117,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             reporter.stop()
     print(f"deltaiqa-lite serve: stopped; received {stats.received}, scored {stats.scored} "
           f"({stats.slices} slices), refused {stats.refused}, failed {stats.failed}, "
-          f"duplicate {stats.duplicate}, out-of-resources {stats.rejected_full}; "
+          f"duplicate {stats.duplicate}, out-of-resources {stats.rejected_full} (queue) "
+          f"+ {stats.rejected_log} (QA log); "
           f"peak RSS {peak_rss_mb():.0f} MiB", file=sys.stderr, flush=True)
     return 0

@@ -28,6 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most files of one series scored and logged together (256)")
     parser.add_argument("--once", action="store_true",
                         help="process what is there (waiting for it to settle), then exit")
+    parser.add_argument("--error-settle", type=positive_float, default=None, metavar="SECONDS",
+                        help="an unreadable file is logged as an error (and archived under "
+                             "failed/) only once unchanged this long, since its writer may just "
+                             "have paused (default 30; with --once: --settle)")
+    parser.add_argument("--log-paths", action="store_true",
+                        help="store and print each file's path relative to DIR (default: the "
+                             "file name only, since folder names may carry patient names)")
+    parser.add_argument("--group-access", action="store_true",
+                        help="let the node's group read the QA log and archive folders it "
+                             "creates (0640/0750; default 0600/0700)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per file on stderr")
     add_scoring_arguments(parser)
     add_sr_arguments(parser)
@@ -51,27 +61,33 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     reporter = None
+    watcher: FolderWatcher | None = None
 
     def report(outcome) -> None:
         if reporter is not None:
             reporter.note(outcome)
-        if args.quiet:
+        if args.quiet or watcher is None:
             return
+        name = watcher.display_name(outcome.path)
         if outcome.status == "scored":
-            print(f"{outcome.path}: scored {outcome.score:.2f} ({outcome.n_slices} slices)",
+            print(f"{name}: scored {outcome.score:.2f} ({outcome.n_slices} slices)",
                   file=sys.stderr, flush=True)
         else:
-            print(f"{outcome.path}: {outcome.status}: {outcome.reason}", file=sys.stderr,
-                  flush=True)
+            print(f"{name}: {outcome.status}: {outcome.reason}", file=sys.stderr, flush=True)
 
-    with QALog(args.log) as log:
+    file_mode, dir_mode = (0o640, 0o750) if args.group_access else (0o600, 0o700)
+    error_settle = args.error_settle if args.error_settle is not None else (
+        args.settle if args.once else 30.0)
+    with QALog(args.log, file_mode=file_mode, dir_mode=dir_mode) as log:
         reporter = make_reporter(args, log, scorer)
         if reporter:
             reporter.start()
         watcher = FolderWatcher(args.folder, Ingestor(scorer, log, source="watch",
                                                       patient_id_salt=salt),
                                 archive=args.archive, settle_s=args.settle,
-                                batch_files=args.batch_files, on_outcome=report)
+                                batch_files=args.batch_files, on_outcome=report,
+                                error_settle_s=error_settle, log_paths=args.log_paths,
+                                dir_mode=dir_mode)
         if not args.once:
             print(f"deltaiqa-lite watch: watching {watcher.folder} every {args.poll:g} s; "
                   f"model {scorer.model_name} on {scorer.provider}; log {args.log}",

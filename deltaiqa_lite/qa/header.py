@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields
@@ -106,9 +107,11 @@ def _number(value: Any) -> float | None:
         if value is None:
             return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    # NaN and infinities are not acquisition values; SQLite would store NaN as NULL anyway.
+    return number if math.isfinite(number) else None
 
 
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
@@ -233,7 +236,7 @@ def header_from_dataset(ds: Dataset, *, patient_id_salt: bytes | None = None) ->
         slice_thickness_mm=_number(_lookup(ds, "SliceThickness", ("PixelMeasuresSequence",))),
         reconstruction_diameter_mm=_number(
             _lookup(ds, "ReconstructionDiameter", ("CTReconstructionSequence",))),
-        number_of_frames=int(frames) if frames else 1,
+        number_of_frames=int(frames) if frames and 1 <= frames < 2**31 else 1,
         patient_hash=hashed,
     )
 
@@ -263,7 +266,11 @@ def read_qa_header(path: str | os.PathLike[str], *,
         raise InputError(name, f"cannot read ({exc.strerror or exc})") from exc
     except Exception as exc:
         raise InputError(name, f"unreadable DICOM header ({exc})") from exc
-    return header_from_dataset(ds, patient_id_salt=patient_id_salt)
+    try:
+        return header_from_dataset(ds, patient_id_salt=patient_id_salt)
+    except Exception as exc:  # pydicom converts values on access and may raise anything
+        raise InputError(name, f"unreadable DICOM header value ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
 
 
 def refusal_reason(header: QAHeader) -> str | None:

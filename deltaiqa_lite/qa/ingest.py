@@ -10,7 +10,7 @@ one outcome: scored, refused, error or duplicate.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +21,8 @@ from deltaiqa_lite.qa.log import QALog, SliceRecord
 from deltaiqa_lite.read.policy import header_refusal_kind
 
 SCORED, REFUSED, ERROR, DUPLICATE = "scored", "refused", "error", "duplicate"
+# At most this many rows for one refused multi-frame object (one per frame, as images are counted).
+MAX_FRAMES_COUNTED = 10000
 
 
 class ScorerLike(Protocol):
@@ -94,8 +96,9 @@ class Ingestor:
         except InputError as error:
             return error
 
-    def process(self, paths: Sequence[str], *, names: dict[str, str] | None = None,
-                headers: dict[str, QAHeader | InputError] | None = None) -> list[FileOutcome]:
+    def process(self, paths: Sequence[str], *, names: dict[str, str | None] | None = None,
+                headers: dict[str, QAHeader | InputError] | None = None,
+                defer_errors: Collection[str] = ()) -> list[FileOutcome]:
         """Score and record ``paths``; one outcome per path, in order.
 
         Parameters
@@ -107,6 +110,9 @@ class Ingestor:
             default: the base name.
         headers : dict, optional
             Headers already read by the caller, to avoid reading twice.
+        defer_errors : collection of str, optional
+            Paths whose ``error`` outcome is returned but not logged yet (``watch``
+            retries a file that may still be being written before calling it broken).
         """
         names = names or {}
         headers = dict(headers or {})
@@ -120,8 +126,9 @@ class Ingestor:
             headers[path] = header
             if isinstance(header, InputError):
                 reason = header.reason
-                records.append(SliceRecord(source=self.source, status="error", file_name=name,
-                                           reason=reason))
+                if path not in defer_errors:
+                    records.append(SliceRecord(source=self.source, status="error",
+                                               file_name=name, reason=reason))
                 outcomes[path] = FileOutcome(path, ERROR, reason)
                 continue
             sop = header.sop_instance_uid
@@ -155,17 +162,21 @@ class Ingestor:
                 if failed or not results:
                     reason = (_strip_path(failed[0].error or "scoring failed", path) if failed
                               else "no slices were scored")
-                    # The reader's refusals (selection policy: localizer, MIP, maps ...) are
-                    # refusals in the log too, counted per kind; everything else is an error.
-                    kind = failed[0].refused_kind if failed else None
-                    record = header_record(header, source=self.source,
-                                           status="refused" if kind else "error",
-                                           file_name=name, reason=reason, refused_kind=kind)
-                    # A refused enhanced object counts as the images (frames) it holds.
-                    frames = header.number_of_frames if kind else 1
-                    records.extend(replace(record, frame=frame) for frame in range(frames))
-                    outcomes[path] = FileOutcome(path, REFUSED if kind else ERROR, reason,
-                                                 header.sop_instance_uid, header.series_uid)
+                    # The reader's refusals (selection policy: localizer, MIP, maps ...; scout or
+                    # too small from the pixels) are refusals in the log too, counted per kind;
+                    # everything else is an error.
+                    status = REFUSED if failed and all(r.refused for r in failed) else ERROR
+                    kind = failed[0].refused_kind if status == REFUSED else None
+                    if status == REFUSED or path not in defer_errors:
+                        record = header_record(header, source=self.source,
+                                               status="refused" if status == REFUSED else "error",
+                                               file_name=name, reason=reason, refused_kind=kind)
+                        # A refused enhanced object counts as the images (frames) it holds; the
+                        # reader has checked the frame count against the bytes present.
+                        frames = min(header.number_of_frames, MAX_FRAMES_COUNTED) if status == REFUSED else 1
+                        records.extend(replace(record, frame=frame) for frame in range(frames))
+                    outcomes[path] = FileOutcome(path, status, reason, header.sop_instance_uid,
+                                                 header.series_uid)
                     continue
                 base = header.as_dict()
                 base.pop("number_of_frames")

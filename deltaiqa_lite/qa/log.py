@@ -18,6 +18,7 @@ or birth date; optionally a salted HMAC of Patient ID (``patient_hash``).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sqlite3
@@ -33,7 +34,22 @@ APPLICATION_ID = int.from_bytes(b"DIQA", "big")
 
 
 class QALogError(DeltaIQAError):
-    """The QA log file cannot be opened, is not a QA log, or is too new."""
+    """The QA log file cannot be opened, is not a QA log, is too new, or cannot be written."""
+
+
+def _write_failure(name: str, exc: BaseException, busy_s: float) -> QALogError:
+    """The true cause of a failed write, in words (not SQLite's follow-up errors)."""
+    text = str(exc)
+    lowered = text.lower()
+    if "disk is full" in lowered or "disk full" in lowered or getattr(exc, "errno", None) == errno.ENOSPC:
+        cause = "the disk is full"
+    elif "locked" in lowered or "busy" in lowered:
+        cause = f"the log is locked by another process (waited {busy_s:g} s)"
+    elif "readonly" in lowered or "read-only" in lowered:
+        cause = "the log or its folder is read-only"
+    else:
+        cause = "SQLite error"
+    return QALogError(f"{name}: cannot use the QA log: {cause} ({text})")
 
 
 # ---------------------------------------------------------------- migrations
@@ -434,22 +450,33 @@ class QALog:
         The file is not a QA log, is from a newer version, or cannot be opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0,
+                 file_mode: int = 0o600, dir_mode: int = 0o700) -> None:
         self.path = os.fspath(path)
-        name = os.path.basename(self.path) or self.path
+        self.name = name = os.path.basename(self.path) or self.path
+        self.busy_timeout_s = float(busy_timeout_s)
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(folder, mode=dir_mode, exist_ok=True)
+            # Created here, private, before SQLite opens it: SQLite gives its -wal and
+            # -shm files the permissions of the database file (0644 under the usual umask).
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode))
+            except FileExistsError:
+                pass  # an existing log keeps its permissions (and may be read-only to us)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch of
             # slices and its series summaries land in one transaction or not at all.
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                         timeout=30.0)
+                                         timeout=self.busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise QALogError(f"{name}: cannot open QA log ({exc})") from exc
         self._lock = threading.RLock()
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a committed row survives a power loss. The node deletes its spool
+            # copy of an acknowledged image right after the commit, so NORMAL (which
+            # may lose the last transactions in WAL mode) could lose the image with it.
+            self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn, name=name)
         except sqlite3.DatabaseError as exc:
@@ -501,8 +528,8 @@ class QALog:
                   + " WHERE slices.status = 'error'")
         touched: set[str] = set()
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 for rec in records:
                     row = asdict(rec)
                     if not row["scored_at"]:
@@ -514,19 +541,44 @@ class QALog:
                 for uid in sorted(touched):
                     _refresh_series(self._conn, uid)
                 self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # locked, full, read-only: not our bug
+                self._rollback()
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
         return written
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself on some errors (SQLITE_FULL); a second ROLLBACK
+        # would then fail with "no transaction is active" and hide the real cause.
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error is the one worth reporting
+
+    def probe(self) -> None:
+        """Check that a write transaction can be taken now (raises QALogError if not)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:  # locked, full, read-only: not our bug
+                self._rollback()
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
 
     def record_input(self, path: str, size: int, mtime_ns: int, status: str,
                      reason: str | None = None, sop_instance_uid: str | None = None) -> None:
         """Remember that a watched file (relative path, size, mtime) has been dealt with."""
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
-                "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
+            try:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
+                    "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
+            except sqlite3.OperationalError as exc:
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
 
     def record_sr(self, event: SREvent) -> None:
         """Append one SR event (its ``recorded_at`` defaults to now)."""
@@ -555,18 +607,39 @@ class QALog:
 
     def input_seen(self, path: str, size: int, mtime_ns: int) -> bool:
         """Whether this exact file version (path, size, mtime) was already dealt with."""
-        with self._lock:
-            row = self._conn.execute("SELECT size, mtime_ns FROM inputs WHERE path = ?",
-                                     (path,)).fetchone()
+        row = self._read_one("SELECT size, mtime_ns FROM inputs WHERE path = ?", (path,))
         return row is not None and row[0] == size and row[1] == mtime_ns
 
     def has_sop(self, sop_instance_uid: str) -> bool:
         """Whether the object is already logged as scored or refused (errors may be retried)."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT 1 FROM slices WHERE sop_instance_uid = ? AND status != 'error' LIMIT 1",
-                (sop_instance_uid,)).fetchone()
+        row = self._read_one(
+            "SELECT 1 FROM slices WHERE sop_instance_uid = ? AND status != 'error' LIMIT 1",
+            (sop_instance_uid,))
         return row is not None
+
+    def _read_one(self, sql: str, params: tuple) -> tuple | None:
+        # The write lock of another process can block reads too (e.g. BEGIN EXCLUSIVE);
+        # say so as a QALogError, like a failed write.
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
+
+    def sop_status(self, sop_instance_uid: str) -> str | None:
+        """``ok`` or ``refused`` when the object is logged as such, ``error`` or None otherwise."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT DISTINCT status FROM slices WHERE sop_instance_uid = ?",
+                    (sop_instance_uid,)).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
+        found = {row[0] for row in rows}
+        for status in ("ok", "refused", "error"):
+            if status in found:
+                return status
+        return None
 
     def slices(self, *, series_uid: str | None = None, status: str | None = None
                ) -> list[SliceRecord]:

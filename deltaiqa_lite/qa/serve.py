@@ -7,50 +7,69 @@ How one object travels::
 
     C-STORE (association thread)                      worker thread
     ----------------------------                      -------------
-    calling AE on the allow-list? (else association rejected)
-    SOP Class CT / Enhanced CT?    -> else refused, logged, 0x0122
-    header: Modality CT, UIDs valid -> else refused, logged, 0xA900
-    write spool/<SOP UID>.dcm (atomic rename)
+    association: calling AE allowed, called AE ours, under the association limit
+    QA log failing (locked, disk full)? -> 0xA700 at once, cause on stderr
+    write spool/.<SOP UID>.part, fsync
+    SOP Class CT / Enhanced CT?    -> else refused, 0x0122
+    header: Modality CT, UIDs valid -> else refused, 0xA900
+      (refusal rows go to the worker's queue; with --ack-refused the object is
+       kept in the refused/ quarantine and answered 0x0000)
+    rename to spool/<SOP UID>.dcm, fsync the folder
     put the UID on the bounded queue --(full for queue_timeout s: 0xA700)
     answer 0x0000 Success                             take up to batch_size UIDs
                                                       score them in one batch
                                                       log them in one transaction
-                                                      move to store/<study>/<series>/<sop>.dcm
-                                                      (or delete the spool file)
+                                                      (synchronous=FULL: durable)
+                                                      scored: move to store/<study>/<series>/<sop>.dcm
+                                                              (or delete the spool file)
+                                                      refused/error from the pixels: move to
+                                                              refused/<sop>.dcm (kept: it was
+                                                              acknowledged)
+                                                      every rescan_s: spool files not queued
+                                                      (left by a failed log write) again
 
 Why spool to disk before answering: a Success status tells the scanner it may
-forget the image. Writing it first means a crash or a SIGTERM after Success
-never loses it: on the next start the leftovers in the spool are scored first.
+forget the image. Writing it first (fsynced) means a crash, a SIGTERM or a
+power loss after Success never loses it: leftovers in the spool are scored
+first on the next start and rescanned while running. Nothing is deleted from
+the spool before what replaces it (log row, stored or quarantined copy) is
+durable. The network thread never touches the QA log: a locked or full log
+cannot hold an association, it makes the node answer 0xA700 (Out of
+Resources) until a write succeeds again, saying why on stderr.
+
 Why the queue is still bounded (default 256 objects) although it only holds
 UIDs: it keeps the backlog, and so the delay between acquisition and logged
 score, bounded. When it is full the C-STORE handler blocks, which holds that
-association and so slows the sender through TCP (scanners and PACS queue
-images and are built for slow nodes); if it stays full for ``queue_timeout``
-seconds the object is answered 0xA700 (Out of Resources) so the sender retries
+association and so slows the sender through TCP; if it stays full for
+``queue_timeout`` seconds the object is answered 0xA700 so the sender retries
 later, instead of the node taking unbounded disk or memory.
 
 File names come only from UIDs that passed ``is_valid_uid`` (digits and single
 dots); the final path is checked to lie inside the spool/store folder as a
-second guard. Nothing the sender calls a file name or path is ever used.
+second guard. Nothing the sender calls a file name or path is ever used. Files
+and folders the node creates are private to its user (0600/0700) unless the
+configuration grants its group read access.
 
-C-STORE statuses used: 0x0000 stored for scoring; 0x0122 SOP Class not
-supported (not CT Image Storage nor Enhanced CT Image Storage); 0xA900 data
-set does not match SOP Class (Modality not CT, invalid or mismatching UIDs);
-0xC210 cannot understand (undecodable data set); 0xA700 out of resources
-(queue full past the timeout, disk error). With ``ack_refused`` refused
-objects are answered 0x0000 instead (still logged as refused, never stored),
-for senders that retry failed objects forever.
+C-STORE statuses used: 0x0000 kept (spooled for scoring, or quarantined with
+``ack_refused``); 0x0122 SOP Class not supported (not CT Image Storage nor
+Enhanced CT Image Storage); 0xA900 data set does not match SOP Class (Modality
+not CT, invalid or mismatching UIDs); 0xC210 cannot understand (undecodable
+data set); 0xA700 out of resources (queue full past the timeout, disk full,
+QA log locked or failing).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import queue
 import resource
+import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +81,9 @@ from deltaiqa_lite.qa.header import (
     read_qa_header,
     refusal_reason,
 )
-from deltaiqa_lite.qa.ingest import FileOutcome, Ingestor, header_record, header_refused_kind
-from deltaiqa_lite.qa.log import SliceRecord
+from deltaiqa_lite.qa.ingest import (DUPLICATE, REFUSED, SCORED, FileOutcome, Ingestor, header_record,
+                                     header_refused_kind)
+from deltaiqa_lite.qa.log import QALogError, SliceRecord
 
 STATUS_SUCCESS = 0x0000
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
@@ -71,6 +91,8 @@ STATUS_DATASET_MISMATCH = 0xA900
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC210
 LOOPBACK = "127.0.0.1"
+QUARANTINE_SUBFOLDER = "refused"
+PART_SUFFIX = ".part"
 
 
 class ServeError(DeltaIQAError):
@@ -88,23 +110,34 @@ class ServeConfig:
     port : int
         TCP port (0: an ephemeral port, reported by :meth:`QAServer.start`).
     ae_title : str
-        Our AE title.
+        Our AE title; associations calling another title are rejected.
     allowed_aets : tuple of str or None
         Calling AE titles allowed to associate; None accepts any.
     spool_dir : path
         Where received objects wait for scoring (must survive restarts).
     store_dir : path or None
         Keep scored objects under ``<study>/<series>/<sop>.dcm``; None deletes them.
+    quarantine_dir : path or None
+        Where acknowledged objects that were refused or could not be scored are
+        kept as ``<sop>.dcm`` (their reason is in the QA log); default
+        ``refused`` beside the spool folder.
     queue_size, queue_timeout_s : int, float
         Back-pressure (see module docstring).
     batch_size : int
         Objects scored per batch by the worker.
     ack_refused : bool
-        Answer refused objects 0x0000 instead of a failure status.
+        Answer refused objects 0x0000 instead of a failure status (and keep them
+        in the quarantine folder, since Success tells the sender it may forget them).
     grace_s : float
         On stop, how long to let open associations finish before aborting them.
     max_associations : int
         Concurrent associations.
+    rescan_s : float
+        How often the worker looks for spool files nobody is working on (left by
+        a failed log write) and retries them.
+    file_mode, dir_mode : int
+        Permissions of the files and folders the node creates (0600/0700: private
+        to the node's user; 0640/0750 gives its group read access).
     """
 
     spool_dir: Path
@@ -113,12 +146,16 @@ class ServeConfig:
     ae_title: str = "DELTAIQA"
     allowed_aets: tuple[str, ...] | None = None
     store_dir: Path | None = None
+    quarantine_dir: Path | None = None
     queue_size: int = 256
     queue_timeout_s: float = 30.0
     batch_size: int = 8
     ack_refused: bool = False
     grace_s: float = 10.0
     max_associations: int = 10
+    rescan_s: float = 10.0
+    file_mode: int = 0o600
+    dir_mode: int = 0o700
 
 
 @dataclass
@@ -128,6 +165,7 @@ class ServeStats:
     received: int = 0
     refused: int = 0
     rejected_full: int = 0
+    rejected_log: int = 0
     scored: int = 0
     failed: int = 0
     duplicate: int = 0
@@ -173,6 +211,69 @@ def safe_child(root: Path, *uids: str) -> Path:
     return path
 
 
+def invalid_uid_key(uid: str) -> str:
+    """What the log stores for a SOP Instance UID that is not a valid UID.
+
+    Stored, not dropped: the log's unique index on the UID then turns a resend of
+    the same broken object into no new row, so a misbehaving sender cannot grow
+    the log without bound. The raw text is not stored (it may be huge or hold
+    control characters); a digest of it is.
+    """
+    return "invalid:" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or creation inside ``folder`` durable (POSIX: fsync the directory)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def make_folders(folder: Path, mode: int) -> None:
+    """``mkdir -p`` giving every folder it creates ``mode`` (pathlib's parents=True does not)."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=mode)
+        except FileExistsError:
+            pass
+
+
+def durable_move(source: Path, target: Path, *, dir_mode: int = 0o700) -> None:
+    """Move ``source`` to ``target`` so that the target is on disk before the source goes.
+
+    Same file system: rename, then fsync the target folder (and the source folder,
+    so the old name cannot come back). Across file systems: copy to a temporary
+    name beside the target, fsync, rename, fsync the folder, then unlink the source.
+    """
+    make_folders(target.parent, dir_mode)
+    try:
+        os.replace(source, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        temporary = target.with_name(f".{target.name}{PART_SUFFIX}")
+        with source.open("rb") as reader, temporary.open("wb") as writer:
+            shutil.copyfileobj(reader, writer)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.chmod(temporary, source.stat().st_mode & 0o777)
+        os.replace(temporary, target)
+        fsync_folder(target.parent)
+        source.unlink()
+        fsync_folder(source.parent)
+        return
+    fsync_folder(target.parent)
+    if source.parent != target.parent:
+        fsync_folder(source.parent)
+
+
 class QAServer:
     """The Storage SCP plus its scoring worker.
 
@@ -194,7 +295,12 @@ class QAServer:
         self.stats = ServeStats()
         self.spool = Path(config.spool_dir)
         self.store = Path(config.store_dir) if config.store_dir is not None else None
+        self.quarantine = (Path(config.quarantine_dir) if config.quarantine_dir is not None
+                           else self.spool.parent / QUARANTINE_SUBFOLDER)
         self._queue: queue.Queue[str] = queue.Queue(maxsize=max(1, config.queue_size))
+        # Rows decided on the network thread (refusals), written by the worker.
+        self._rows: queue.Queue[SliceRecord] = queue.Queue(maxsize=4096)
+        self._unwritten_rows: list[SliceRecord] = []
         self._queued: set[str] = set()
         self._queued_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -202,6 +308,9 @@ class QAServer:
         self._server = None
         self._ae = None
         self.address: tuple[str, int] | None = None
+        # Why the QA log cannot be written right now (None when it can).
+        self._log_trouble: str | None = None
+        self._last_trouble_note = 0.0
 
     # -- lifecycle
     def start(self) -> tuple[str, int]:
@@ -216,11 +325,13 @@ class QAServer:
             from pynetdicom.sop_class import Verification
         except ImportError as error:
             raise ServeError("serve needs pynetdicom: pip install 'deltaiqa-lite[net]'") from error
-        self.spool.mkdir(parents=True, exist_ok=True)
-        if self.store is not None:
-            self.store.mkdir(parents=True, exist_ok=True)
+        for folder in (self.spool, self.store, self.quarantine):
+            if folder is not None:
+                make_folders(folder, self.config.dir_mode)
+        self._clean_stale_parts()
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_associations = self.config.max_associations
+        ae.require_called_aet = True
         if self.config.allowed_aets is not None:
             ae.require_calling_aet = list(self.config.allowed_aets)
         # CT with every transfer syntax (compressed CT is decoded by the reader if the
@@ -235,9 +346,7 @@ class QAServer:
         ae.add_supported_context(Verification)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
                     (evt.EVT_REJECTED, self._on_rejected)]
-        leftovers = sorted(str(p) for p in self.spool.glob("*.dcm"))
-        self._worker = threading.Thread(target=self._work, args=(leftovers,),
-                                        name="deltaiqa-score", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="deltaiqa-score", daemon=True)
         self._worker.start()
         try:
             self._server = ae.start_server((self.config.host, self.config.port), block=False,
@@ -250,6 +359,22 @@ class QAServer:
         host, port = self._server.server_address[:2]
         self.address = (host, port)
         return self.address
+
+    def _clean_stale_parts(self) -> None:
+        """Temporary files of writes cut short by a kill: never acknowledged, so never needed.
+
+        The spool and the quarantine folder only (flat folders); the store is not walked
+        at every start, since it may hold millions of objects.
+        """
+        for folder in (self.spool, self.quarantine):
+            if not folder.is_dir():
+                continue
+            for stale in folder.glob(f".*{PART_SUFFIX}"):
+                try:
+                    stale.unlink()
+                except OSError as error:
+                    print(f"deltaiqa-lite serve: cannot remove stale {stale.name}: "
+                          f"{error.strerror or error}", file=sys.stderr)
 
     def stop(self) -> ServeStats:
         """Graceful stop: no new associations, let open ones finish (``grace_s``), score
@@ -273,49 +398,115 @@ class QAServer:
         with self._queued_lock:
             return len(self._queued)
 
+    @property
+    def log_trouble(self) -> str | None:
+        """Why the QA log cannot be written now, or None."""
+        return self._log_trouble
+
     # -- network thread handlers
     def _on_echo(self, event) -> int:
         return STATUS_SUCCESS
 
     def _on_rejected(self, event) -> None:
-        requestor = event.assoc.requestor
-        print(f"deltaiqa-lite serve: association from {requestor.address} rejected "
-              f"(calling AE {requestor.ae_title!r} not allowed)", file=sys.stderr)
+        # pynetdicom does not say which check failed: redo them in its order (the last
+        # failing one wins there, so the association limit is reported first here).
+        assoc = event.assoc
+        requestor = assoc.requestor
+        called = str(getattr(requestor.primitive, "called_ae_title", "") or "").strip()
+        active = [a for a in assoc.ae.active_associations if a.is_acceptor]
+        if len(active) > assoc.ae.maximum_associations:
+            why = (f"association limit reached ({assoc.ae.maximum_associations} open; "
+                   "--max-associations)")
+        elif called != self.config.ae_title:
+            why = f"called AE {called!r} is not this node's {self.config.ae_title!r}"
+        elif (self.config.allowed_aets is not None
+              and str(requestor.ae_title).strip() not in self.config.allowed_aets):
+            why = f"calling AE {requestor.ae_title!r} not allowed"
+        else:
+            why = "rejected by the association negotiation"
+        print(f"deltaiqa-lite serve: association from {requestor.address} rejected ({why})",
+              file=sys.stderr, flush=True)
 
-    def _refuse(self, header: QAHeader, reason: str, status: int, peer: str) -> int:
-        self.ingestor.log.record([header_record(header, source="serve", status="refused",
-                                                file_name=None, reason=f"{reason} (from {peer})",
-                                                refused_kind=header_refused_kind(header))])
+    def _note_trouble(self, sop: str) -> None:
+        now = time.monotonic()
+        if now - self._last_trouble_note >= 5.0:  # once per 5 s, not once per object
+            self._last_trouble_note = now
+            print(f"deltaiqa-lite serve: answering 0xA700 Out of Resources (object {sop} and "
+                  f"others): {self._log_trouble}", file=sys.stderr, flush=True)
+
+    def _queue_row(self, record: SliceRecord) -> None:
+        try:
+            self._rows.put_nowait(record)
+        except queue.Full:
+            # Only when the log has been failing for thousands of refusals: say so.
+            print(f"deltaiqa-lite serve: refusal of {record.sop_instance_uid} not logged "
+                  f"(log backlog full): {record.reason}", file=sys.stderr, flush=True)
+
+    def _refuse(self, header: QAHeader, reason: str, status: int, peer: str,
+                partial: Path | None, key: str) -> int:
+        self._queue_row(header_record(header, source="serve", status="refused", file_name=None,
+                                      reason=f"{reason} (from {peer})",
+                                      refused_kind=header_refused_kind(header)))
         self.stats.bump("refused")
+        if self.config.ack_refused and partial is not None:
+            # Success tells the sender it may forget the object: keep it.
+            try:
+                durable_move(partial, self.quarantine / f"{key}.dcm",
+                             dir_mode=self.config.dir_mode)
+            except OSError as error:
+                partial.unlink(missing_ok=True)
+                print(f"deltaiqa-lite serve: cannot keep refused {key}: "
+                      f"{error.strerror or error}", file=sys.stderr, flush=True)
+                return STATUS_OUT_OF_RESOURCES
+            return STATUS_SUCCESS
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         return STATUS_SUCCESS if self.config.ack_refused else status
+
+    def _spool_partial(self, event, key: str) -> Path:
+        partial = self.spool / f".{key}{PART_SUFFIX}"
+        data = event.encoded_dataset(include_meta=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.config.file_mode)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before anything is answered
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return partial
 
     def _on_store(self, event) -> int:
         request = event.request
         sop_class = str(request.AffectedSOPClassUID or "")
         sop = str(request.AffectedSOPInstanceUID or "")
         peer = event.assoc.requestor.ae_title
-        if not is_valid_uid(sop):
-            return self._refuse(QAHeader(sop_class_uid=sop_class or None),
-                                f"(0000,1000) Affected SOP Instance UID {sop!r} is not a valid UID",
-                                STATUS_DATASET_MISMATCH, peer)
-        # Write first (under a temporary name inside the spool), then read the header
-        # back with the same code the watch folder uses.
-        final = safe_child(self.spool, sop)
-        partial = final.with_name(f".{sop}.part")
-        try:
-            with partial.open("wb") as handle:
-                handle.write(event.encoded_dataset(include_meta=True))
-        except OSError as error:
-            print(f"deltaiqa-lite serve: cannot spool {sop}: {error}", file=sys.stderr)
-            partial.unlink(missing_ok=True)
+        if self._log_trouble is not None:
+            self.stats.bump("rejected_log")
+            self._note_trouble(sop)
             return STATUS_OUT_OF_RESOURCES
+        valid = is_valid_uid(sop)
+        key = sop if valid else invalid_uid_key(sop)
+        try:
+            partial = self._spool_partial(event, key)
+        except OSError as error:
+            cause = ("the disk is full" if error.errno == errno.ENOSPC
+                     else error.strerror or str(error))
+            print(f"deltaiqa-lite serve: cannot spool {key} into {self.spool}: {cause}; "
+                  "answered 0xA700 Out of Resources", file=sys.stderr, flush=True)
+            return STATUS_OUT_OF_RESOURCES
+        if not valid:
+            return self._refuse(QAHeader(sop_class_uid=sop_class or None, sop_instance_uid=key),
+                                f"(0000,1000) Affected SOP Instance UID {sop[:80]!r} is not a "
+                                "valid UID", STATUS_DATASET_MISMATCH, peer, partial, key)
         try:
             header = read_qa_header(partial)
         except InputError as error:
             partial.unlink(missing_ok=True)
-            self.ingestor.log.record([SliceRecord(source="serve", status="error",
-                                                  sop_instance_uid=sop, sop_class_uid=sop_class,
-                                                  reason=f"{error.reason} (from {peer})")])
+            self._queue_row(SliceRecord(source="serve", status="error", sop_instance_uid=sop,
+                                        sop_class_uid=sop_class,
+                                        reason=f"{error.reason} (from {peer})"))
             self.stats.bump("failed")
             return STATUS_CANNOT_UNDERSTAND
         reason, status = None, STATUS_DATASET_MISMATCH
@@ -330,14 +521,24 @@ class QAServer:
             if reason is None and self.store is not None and not is_valid_uid(header.study_uid):
                 reason = f"(0020,000D) Study Instance UID {header.study_uid!r} is not a valid UID"
         if reason is not None:
-            partial.unlink(missing_ok=True)
-            if self.ingestor.log.has_sop(sop):
-                return STATUS_SUCCESS if self.config.ack_refused else status
-            return self._refuse(header, reason, status, peer)
+            if header.sop_instance_uid != sop:
+                header = QAHeader(**(header.as_dict() | {"sop_instance_uid": sop}))
+            return self._refuse(header, reason, status, peer, partial, key)
+        final = safe_child(self.spool, sop)
         with self._queued_lock:
             already = sop in self._queued
             self._queued.add(sop)
-        os.replace(partial, final)
+        try:
+            os.replace(partial, final)
+            fsync_folder(self.spool)
+        except OSError as error:
+            print(f"deltaiqa-lite serve: cannot spool {sop}: {error.strerror or error}",
+                  file=sys.stderr, flush=True)
+            partial.unlink(missing_ok=True)
+            if not already:
+                with self._queued_lock:
+                    self._queued.discard(sop)
+            return STATUS_OUT_OF_RESOURCES
         if already:
             # A resend while the first copy still waits: the file was replaced, the
             # queue already holds the UID.
@@ -355,9 +556,9 @@ class QAServer:
         return STATUS_SUCCESS
 
     # -- worker thread
-    def _take_batch(self) -> list[str]:
+    def _take_batch(self, wait_s: float) -> list[str]:
         try:
-            first = self._queue.get(timeout=0.2)
+            first = self._queue.get(timeout=wait_s)
         except queue.Empty:
             return []
         batch = [first]
@@ -368,48 +569,125 @@ class QAServer:
                 break
         return batch
 
-    def _work(self, leftovers: Sequence[str]) -> None:
-        # Objects acknowledged before a crash or kill: score them before anything new.
-        for start in range(0, len(leftovers), self.config.batch_size):
-            self._ingest(list(leftovers[start:start + self.config.batch_size]))
+    def _set_trouble(self, cause: str | None) -> None:
+        if cause is not None and self._log_trouble is None:
+            print(f"deltaiqa-lite serve: {cause}; answering 0xA700 Out of Resources until the "
+                  "QA log can be written again (received objects wait in the spool)",
+                  file=sys.stderr, flush=True)
+        elif cause is None and self._log_trouble is not None:
+            print("deltaiqa-lite serve: the QA log can be written again; accepting objects",
+                  file=sys.stderr, flush=True)
+        self._log_trouble = cause
+
+    def _write_rows(self) -> None:
+        """Write refusal rows queued by the network thread (kept for a retry on failure)."""
         while True:
-            batch = self._take_batch()
+            try:
+                self._unwritten_rows.append(self._rows.get_nowait())
+            except queue.Empty:
+                break
+        if not self._unwritten_rows:
+            return
+        try:
+            self.ingestor.log.record(self._unwritten_rows)
+        except DeltaIQAError as error:
+            self._set_trouble(str(error))
+            return
+        self._unwritten_rows = []
+
+    def _unclaimed_spool_files(self) -> list[str]:
+        """Spool files no queue entry stands for: left by a failed log write, or a crash."""
+        with self._queued_lock:
+            claimed = set(self._queued)
+        found = []
+        for path in sorted(self.spool.glob("*.dcm")):
+            if path.stem not in claimed:
+                found.append(path.stem)
+        with self._queued_lock:
+            self._queued.update(found)
+        return found
+
+    def _work(self) -> None:
+        next_rescan = 0.0  # at once: objects acknowledged before a crash or kill come first
+        while True:
+            self._write_rows()
+            now = time.monotonic()
+            if now >= next_rescan:
+                next_rescan = now + self.config.rescan_s
+                if self._log_trouble is not None and not self._unwritten_rows:
+                    try:
+                        self.ingestor.log.probe()
+                        self._set_trouble(None)
+                    except DeltaIQAError as error:
+                        self._set_trouble(str(error))
+                if self._log_trouble is None:
+                    leftovers = self._unclaimed_spool_files()
+                    for start in range(0, len(leftovers), self.config.batch_size):
+                        self._ingest(leftovers[start:start + self.config.batch_size])
+            batch = self._take_batch(0.2)
             if batch:
-                self._ingest([str(self.spool / f"{sop}.dcm") for sop in batch])
-                with self._queued_lock:
-                    self._queued.difference_update(batch)
+                self._ingest(batch)
             elif self._stopping.is_set():
+                self._write_rows()
                 return
 
-    def _ingest(self, paths: list[str]) -> None:
+    def _ingest(self, sops: list[str]) -> None:
+        paths = [str(self.spool / f"{sop}.dcm") for sop in sops]
         try:
-            outcomes = self.ingestor.process(paths, names={p: None for p in paths})
-        except Exception as error:  # noqa: BLE001 - a bug must not kill the receiver
-            # The files stay in the spool and are tried again on the next start.
-            print(f"deltaiqa-lite serve: scoring failed for {len(paths)} objects: "
-                  f"{type(error).__name__}: {error}", file=sys.stderr)
-            self.stats.bump("failed", len(paths))
+            present = [p for p in paths if os.path.exists(p)]
+            outcomes = self.ingestor.process(present, names={p: None for p in present})
+        except QALogError as error:
+            # The files stay in the spool; the next rescan tries them again.
+            self._set_trouble(str(error))
+            with self._queued_lock:
+                self._queued.difference_update(sops)
             return
+        except Exception as error:  # noqa: BLE001 - a bug must not kill the receiver
+            print(f"deltaiqa-lite serve: scoring failed for {len(paths)} objects (kept in the "
+                  f"spool): {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            self.stats.bump("failed", len(paths))
+            with self._queued_lock:
+                self._queued.difference_update(sops)
+            return
+        if self._log_trouble is not None:
+            self._set_trouble(None)
         for outcome in outcomes:
-            name = {"scored": "scored", "duplicate": "duplicate",
-                    "refused": "refused"}.get(outcome.status, "failed")
+            name = {SCORED: "scored", DUPLICATE: "duplicate", REFUSED: "refused"}.get(
+                outcome.status, "failed")
             self.stats.bump("slices", outcome.n_slices)
             self.stats.bump(name)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
-            self._finish(outcome.path, outcome.status)
+            self._finish(outcome.path, outcome.status, outcome.sop_instance_uid)
+        with self._queued_lock:
+            self._queued.difference_update(sops)
 
-    def _finish(self, path: str, status: str) -> None:
+    def _finish(self, path: str, status: str, sop: str | None) -> None:
+        """Put the spool file where it is kept, now that its log row is durable."""
         spooled = Path(path)
         try:
-            if self.store is not None and status == "scored":
+            if status == DUPLICATE and sop:
+                # Logged before (e.g. a crash between the log commit and the move): keep the
+                # copy where the first attempt would have put it.
+                status = {"ok": SCORED, "refused": REFUSED}.get(
+                    self.ingestor.log.sop_status(sop) or "", status)
+            if status == SCORED:
+                if self.store is None:
+                    spooled.unlink(missing_ok=True)
+                    return
                 header = read_qa_header(spooled)
                 target = safe_child(self.store, str(header.study_uid), str(header.series_uid),
                                     str(header.sop_instance_uid))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(spooled, target)
-            else:
+            elif status == DUPLICATE:
                 spooled.unlink(missing_ok=True)
-        except (OSError, InputError) as error:
-            print(f"deltaiqa-lite serve: cannot store {spooled.name}: {error}", file=sys.stderr)
-            spooled.unlink(missing_ok=True)
+                return
+            else:
+                # Acknowledged but refused or unscorable (scout, truncated, Rows 0): the
+                # sender may have forgotten it, so it is kept, never deleted.
+                target = safe_child(self.quarantine, sop if sop and is_valid_uid(sop)
+                                    else spooled.stem)
+            durable_move(spooled, target, dir_mode=self.config.dir_mode)
+        except (OSError, InputError, QALogError) as error:
+            # Left in the spool: the next rescan finds it logged and tries the move again.
+            print(f"deltaiqa-lite serve: cannot store {spooled.name} (kept in the spool): "
+                  f"{getattr(error, 'strerror', None) or error}", file=sys.stderr, flush=True)

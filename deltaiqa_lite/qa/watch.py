@@ -8,8 +8,14 @@ Rules, in the order a file meets them:
 1. Hidden files, ``DICOMDIR`` and names ending in ``.part``/``.tmp`` are
    ignored (senders write under such names and rename when done).
 2. Size-stable: a file is ready once its size and mtime have not changed for
-   ``settle_s`` seconds across polls, so a file that arrives in pieces is
+   ``settle_s`` seconds across polls and (on Linux, where a read lease tells)
+   no process has it open for writing, so a file that arrives in pieces is
    read once, complete.
+   A file that cannot be read may still be being written by a writer that
+   paused longer than ``settle_s``: its error is logged, and the file moved to
+   ``failed/``, only once it has stayed unchanged for ``error_settle_s``; a
+   file that changes or is opened for writing after it was read is never
+   archived (the new version is read again).
 3. A file version (relative path, size, mtime) already in the log's ``inputs``
    table was dealt with before: it is not looked at again (a failed file is
    recorded once with its reason, never retried in a loop). An object whose
@@ -18,10 +24,15 @@ Rules, in the order a file meets them:
    and logged in one transaction; only then are the files moved to the
    archive. A crash at any point loses nothing: unlogged files are still in
    the folder and are picked up on the next start, logged ones are skipped.
+5. Privacy: folder names may carry patient names. Unless ``log_paths`` is
+   set, the log keeps only the file name (``slices.file_name``) and a SHA-256
+   digest of the relative path as the key of ``inputs``.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
 import sys
@@ -33,6 +44,7 @@ from pathlib import Path
 
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.header import QAHeader
+from deltaiqa_lite.qa.serve import make_folders
 from deltaiqa_lite.qa.ingest import (
     DUPLICATE,
     ERROR,
@@ -51,6 +63,34 @@ class _Pending:
     size: int
     mtime_ns: int
     stable_since: float
+    retry_at: float = 0.0  # an unreadable file waits this long before it is tried again
+
+
+def open_for_writing(path: str) -> bool | None:
+    """Whether another process has ``path`` open for writing (None: the OS cannot tell).
+
+    Linux refuses a read lease (``F_SETLEASE``) on a file open for writing anywhere;
+    the lease is dropped at once. Needs leases enabled, a local file system, and
+    that we own the file (or CAP_LEASE); otherwise the answer is None and only
+    size and mtime are watched.
+    """
+    import fcntl
+
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as error:
+        return True if error.errno in (errno.EAGAIN, errno.EBUSY) else None
+    else:
+        fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(descriptor)
 
 
 @dataclass
@@ -88,12 +128,22 @@ class FolderWatcher:
         At most this many files per series batch (bounds memory on huge series).
     clock : callable, optional
         Monotonic clock (tests may pass their own).
+    error_settle_s : float, default 30.0
+        How long an unreadable file must stay unchanged before its error is
+        logged and it is archived under ``failed/`` (a writer may only have paused).
+    log_paths : bool, default False
+        Store the path relative to the folder in the log and print it; by default
+        only the file name is stored and printed (folder names may carry PHI).
+    dir_mode : int, default 0o700
+        Permissions of archive folders the watcher creates.
     """
 
     def __init__(self, folder: str | os.PathLike[str], ingestor: Ingestor, *,
                  archive: str | os.PathLike[str] | None = None, settle_s: float = 2.0,
                  batch_files: int = 256, clock: Callable[[], float] = time.monotonic,
-                 on_outcome: Callable[[FileOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[FileOutcome], None] | None = None,
+                 error_settle_s: float = 30.0, log_paths: bool = False,
+                 dir_mode: int = 0o700) -> None:
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise InputError(str(folder), "watch folder does not exist or is not a folder")
@@ -106,6 +156,9 @@ class FolderWatcher:
         self.batch_files = max(1, int(batch_files))
         self.clock = clock
         self.on_outcome = on_outcome
+        self.error_settle_s = max(float(error_settle_s), self.settle_s)
+        self.log_paths = bool(log_paths)
+        self.dir_mode = dir_mode
         self.stats = WatchStats()
         self._pending: dict[str, _Pending] = {}
         self._done: set[tuple[str, int, int]] = set()
@@ -144,7 +197,7 @@ class FolderWatcher:
                 del self._pending[path]  # removed or renamed before it settled
         for path, st in sorted(found.items()):
             rel = self.relative(path)
-            key = (rel, st.st_size, st.st_mtime_ns)
+            key = (self.input_key(rel), st.st_size, st.st_mtime_ns)
             if key in self._done:
                 continue
             if self.ingestor.log.input_seen(*key):
@@ -155,9 +208,23 @@ class FolderWatcher:
             if pending is None or (pending.size, pending.mtime_ns) != (st.st_size, st.st_mtime_ns):
                 self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, now)
                 continue
-            if now - pending.stable_since >= self.settle_s:
-                ready.append(path)
+            if now - pending.stable_since < self.settle_s or now < pending.retry_at:
+                continue
+            if open_for_writing(path):
+                pending.stable_since = now  # still being written, however quiet it looks
+                continue
+            ready.append(path)
         return ready
+
+    def input_key(self, rel: str) -> str:
+        """What the ``inputs`` table stores for a relative path (a digest unless ``log_paths``)."""
+        if self.log_paths:
+            return rel
+        return "sha256:" + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def display_name(self, path: str) -> str:
+        """What the log and messages show for a file: relative path, or only its name."""
+        return self.relative(path) if self.log_paths else os.path.basename(path)
 
     def relative(self, path: str) -> str:
         """Path relative to the watched folder, '/'-separated (what the log stores)."""
@@ -184,21 +251,48 @@ class FolderWatcher:
                 chunk = files[start:start + self.batch_files]
                 stats = {p: os.stat(p) for p in chunk if os.path.exists(p)}
                 chunk = [p for p in chunk if p in stats]
-                names = {p: self.relative(p) for p in chunk}
-                results = self.ingestor.process(chunk, names=names, headers=headers)
+                names = {p: self.display_name(p) for p in chunk}
+                now = self.clock()
+                young = {p for p in chunk if p in self._pending
+                         and now - self._pending[p].stable_since < self.error_settle_s}
+                results = self.ingestor.process(chunk, names=names, headers=headers,
+                                                defer_errors=young)
                 for outcome in results:
                     st = stats[outcome.path]
-                    rel = names[outcome.path]
-                    self.ingestor.log.record_input(rel, st.st_size, st.st_mtime_ns, outcome.status,
-                                                   outcome.reason, outcome.sop_instance_uid)
-                    self._done.add((rel, st.st_size, st.st_mtime_ns))
+                    if outcome.status == ERROR and outcome.path in young:
+                        # Maybe a writer that paused: look again once it has been quiet
+                        # for error_settle_s (or at once if it changes).
+                        self._pending[outcome.path].retry_at = (
+                            self._pending[outcome.path].stable_since + self.error_settle_s)
+                        continue
+                    if self._changed_since(outcome.path, st):
+                        continue  # a new version: read again, never archived half-written
+                    key = self.input_key(self.relative(outcome.path))
+                    self.ingestor.log.record_input(key, st.st_size, st.st_mtime_ns,
+                                                   outcome.status, outcome.reason,
+                                                   outcome.sop_instance_uid)
+                    self._done.add((key, st.st_size, st.st_mtime_ns))
                     self._pending.pop(outcome.path, None)
                     self.stats.add(outcome)
                     if self.on_outcome is not None:
                         self.on_outcome(outcome)
                     self._archive(outcome)
-                outcomes.extend(results)
+                    outcomes.append(outcome)
         return outcomes
+
+    def _changed_since(self, path: str, st: os.stat_result) -> bool:
+        """Whether ``path`` was written to after ``st`` was taken (or is open for writing)."""
+        try:
+            now = os.stat(path)
+        except OSError:
+            return True
+        if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._pending[path] = _Pending(now.st_size, now.st_mtime_ns, self.clock())
+            return True
+        if open_for_writing(path):
+            self._pending[path] = _Pending(now.st_size, now.st_mtime_ns, self.clock())
+            return True
+        return False
 
     def _archive_target(self, rel: str, failed: bool) -> Path:
         assert self.archive is not None
@@ -220,18 +314,20 @@ class FolderWatcher:
         """A file the log already holds but that is still here (crash before the move)."""
         if self.archive is None:
             return
-        row = self.ingestor.log.execute("SELECT status FROM inputs WHERE path = ?", [rel])
+        row = self.ingestor.log.execute("SELECT status FROM inputs WHERE path = ?",
+                                        [self.input_key(rel)])
         failed = bool(row) and row[0][0] in (REFUSED, ERROR)
         self._move(path, self._archive_target(rel, failed))
 
     def _move(self, source: str, target: Path) -> None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(target.parent, self.dir_mode)
             shutil.move(source, target)
             self.stats.archived += 1
         except OSError as error:
             # Logged already, so nothing is lost; the next poll tries the move again.
-            print(f"deltaiqa-lite watch: cannot archive {source}: {error}", file=sys.stderr)
+            print(f"deltaiqa-lite watch: cannot archive {self.display_name(source)}: "
+                  f"{error.strerror or error}", file=sys.stderr)
 
     def run(self, stop: threading.Event, *, poll_s: float = 1.0, once: bool = False) -> WatchStats:
         """Poll until ``stop`` is set (or, with ``once``, until nothing is pending)."""

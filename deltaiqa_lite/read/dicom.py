@@ -20,7 +20,9 @@ What pydicom leaves to the caller, and why each step is here:
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Collection, Iterator
 
@@ -29,12 +31,13 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from deltaiqa_lite.errors import InputError, MissingCodecError, RefusedInput
+from deltaiqa_lite.errors import InputError, InputWarning, MissingCodecError, RefusedInput
 from deltaiqa_lite.read import Slice
 from deltaiqa_lite.read import policy
 from deltaiqa_lite.read.policy import MAX_TILT_DEGREES
 
-__all__ = ["read_dicom", "MAX_TILT_DEGREES", "MIN_SIZE", "AIR_HU", "display_orientation"]
+__all__ = ["read_dicom", "MAX_TILT_DEGREES", "MIN_SIZE", "AIR_HU", "MAX_PIXEL_BYTES",
+           "display_orientation"]
 
 AIR_HU = -1000.0
 MIN_SIZE = 64
@@ -47,6 +50,16 @@ CT_SOP_CLASSES = {
 NON_IMAGE_MODALITIES = {"SR", "RTPLAN", "RTSTRUCT", "RTRECORD", "KO", "PR", "DOC", "REG",
                         "PLAN", "FID", "AU", "ECG", "HD"}
 CODECS_HINT = "pip install 'deltaiqa-lite[codecs]'"
+# Ceiling on the stored pixel values of one file, checked from the header before
+# anything is allocated or looped over per frame: a 39 KB file may declare a
+# million frames. 1 GiB holds about 2,000 frames of 512 x 512 at 16 bits.
+MAX_PIXEL_BYTES = 1 << 30
+# Plausible ranges of the numeric values the reader uses (CT, PS3.3 C.8.2.1, C.7.6.2).
+RESCALE_SLOPE_RANGE = (1e-6, 1e4)
+RESCALE_INTERCEPT_RANGE = (-1e5, 1e5)
+POSITION_RANGE_MM = (-1e6, 1e6)
+SPACING_RANGE_MM = (1e-4, 1e3)
+BITS_ALLOCATED = (8, 16, 32)
 
 
 def _tag(keyword: str) -> str:
@@ -74,11 +87,15 @@ def _read_dataset(path: Path) -> pydicom.Dataset:
     if size == 0:
         raise InputError(name, "file is empty (0 bytes); not a DICOM file")
     try:
-        return pydicom.dcmread(path)
+        dataset = pydicom.dcmread(path)
     except InvalidDicomError:
         pass
     except Exception as error:  # pydicom raises many types on damaged files
         raise InputError(name, f"cannot read DICOM: {_first_line(error)}") from error
+    else:
+        # A damaged File Meta may lack (0002,0010): decode with what was read.
+        _ensure_transfer_syntax(dataset)
+        return dataset
     # Some archives write datasets without the 128-byte preamble and 'DICM'.
     # Read them forcibly, but only believe the result if it looks like an image object.
     try:
@@ -111,6 +128,106 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def _shown(value: Any) -> str:
+    """A value as it appears in a message: short, repr-quoted, never a whole blob."""
+    text = repr(value if not isinstance(value, (list, tuple)) else list(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bound(value: float) -> str:
+    """A range limit as written in a message: integers in full, others in %g."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e12 else f"{value:g}"
+
+
+def _get(name: str, item: pydicom.Dataset, keyword: str) -> Any:
+    """``item.get(keyword)``; a value pydicom cannot even convert names its element."""
+    try:
+        return item.get(keyword)
+    except Exception as error:  # pydicom converts raw values on access and may raise anything
+        raise InputError(name, f"{_tag(keyword)} cannot be read: {_first_line(error)}") from error
+
+
+def _numbers(name: str, item: pydicom.Dataset, keyword: str, *, count: int | None = None,
+             low: float = -math.inf, high: float = math.inf) -> list[float] | None:
+    """The numeric values of an element, each finite and within [low, high].
+
+    Returns None when the element is absent or empty. Raises InputError naming the
+    element, its value and what was expected otherwise.
+    """
+    value = _get(name, item, keyword)
+    if value is None or value == "":
+        return None
+    values = _multi(value)
+    expected = {None: "numbers", 1: "a number"}.get(count, f"{count} numbers")
+    if low > -math.inf or high < math.inf:
+        expected += f" in [{_bound(low)}, {_bound(high)}]"
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = None
+    if (numbers is None or (count is not None and len(numbers) != count)
+            or not all(math.isfinite(v) and low <= v <= high for v in numbers)):
+        raise InputError(name, f"{_tag(keyword)} is {_shown(value)}; expected {expected}")
+    return numbers
+
+
+def _integer(name: str, item: pydicom.Dataset, keyword: str, *, default: int | None,
+             low: int, high: int) -> int:
+    """One integer element within [low, high] (``default`` when absent)."""
+    numbers = _numbers(name, item, keyword, count=1, low=low, high=high)
+    if numbers is None:
+        if default is None:
+            raise InputError(name, f"{_tag(keyword)} is missing")
+        return default
+    if numbers[0] != int(numbers[0]):
+        raise InputError(name, f"{_tag(keyword)} is {_shown(_get(name, item, keyword))}; "
+                               "expected a whole number")
+    return int(numbers[0])
+
+
+def _optional(name: str, item: pydicom.Dataset, keyword: str, **limits: Any) -> list[float] | None:
+    """Like :func:`_numbers` for values scoring does not need: a bad one is ignored with a note."""
+    try:
+        return _numbers(name, item, keyword, **limits)
+    except InputError as error:
+        warnings.warn(InputWarning(f"{error}; ignored"), stacklevel=2)
+        return None
+
+
+def _check_size(name: str, ds: pydicom.Dataset, max_pixel_bytes: int) -> int:
+    """Frames x rows x columns x bits against the bytes present and the ceiling; the frame count.
+
+    Runs before any pixel allocation or per-frame loop, so a header that lies about
+    its size costs microseconds, not minutes and gigabytes.
+    """
+    frames = _integer(name, ds, "NumberOfFrames", default=1, low=1, high=2**31 - 1)
+    rows = _integer(name, ds, "Rows", default=None, low=1, high=65535)
+    columns = _integer(name, ds, "Columns", default=None, low=1, high=65535)
+    bits = _integer(name, ds, "BitsAllocated", default=None, low=1, high=64)
+    if bits not in BITS_ALLOCATED:
+        raise InputError(name, f"{_tag('BitsAllocated')} is {bits}; expected one of "
+                               f"{', '.join(map(str, BITS_ALLOCATED))} for CT")
+    needed = frames * rows * columns * bits // 8
+    shape = f"{frames} x {rows} x {columns} at {bits} bits"
+    if needed > max_pixel_bytes:
+        raise InputError(name, f"{_tag('NumberOfFrames')} x {_tag('Rows')} x {_tag('Columns')} is "
+                               f"{shape} = {needed} bytes; above the ceiling of "
+                               f"{max_pixel_bytes} bytes per file")
+    if "PixelData" not in ds:
+        return frames
+    stored = len(_get(name, ds, "PixelData") or b"")
+    syntax = UID(ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ExplicitVRLittleEndian))
+    if syntax.is_compressed:
+        # Each encapsulated frame needs at least one 8-byte item header.
+        if frames * 8 > stored:
+            raise InputError(name, f"{_tag('NumberOfFrames')} is {frames}; the encapsulated "
+                                   f"{_tag('PixelData')} holds only {stored} bytes")
+    elif stored < needed:
+        raise InputError(name, f"{_tag('PixelData')} is truncated: {stored} bytes, "
+                               f"expected {needed} for {shape}")
+    return frames
+
+
 def _uid_name(uid: str) -> str:
     name = UID(uid).name
     return name if name and name != uid else uid
@@ -135,15 +252,14 @@ def _check_object(name: str, ds: pydicom.Dataset) -> None:
                                      f"'{_uid_name(sop_class) or 'missing'}'; deltaiqa-lite scores CT only")
     elif modality != "CT":
         raise RefusedInput(name, f"{_tag('Modality')} is '{modality}'; deltaiqa-lite scores CT only")
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = _integer(name, ds, "SamplesPerPixel", default=1, low=1, high=4)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise RefusedInput(name, f"{_tag('PhotometricInterpretation')} is '{photometric}' "
                                  f"({samples} samples per pixel); deltaiqa-lite needs greyscale CT")
-    for keyword in ("Rows", "Columns", "BitsAllocated"):
-        if ds.get(keyword) in (None, ""):
-            raise InputError(name, f"{_tag(keyword)} is missing")
-    rows, columns = int(ds.Rows), int(ds.Columns)
+    rows = _integer(name, ds, "Rows", default=None, low=0, high=65535)
+    columns = _integer(name, ds, "Columns", default=None, low=0, high=65535)
+    _integer(name, ds, "BitsAllocated", default=None, low=1, high=64)
     if rows < MIN_SIZE or columns < MIN_SIZE:
         raise RefusedInput(name, f"{_tag('Rows')} x {_tag('Columns')} is {rows} x {columns}; "
                                  f"smaller than {MIN_SIZE} x {MIN_SIZE}, not a CT slice")
@@ -161,33 +277,38 @@ def _functional_item(ds: pydicom.Dataset, frame: int, sequence: str) -> pydicom.
     return None
 
 
-def _rescale(ds: pydicom.Dataset, frame: int) -> tuple[float, float]:
+def _rescale(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float]:
     item = _functional_item(ds, frame, "PixelValueTransformationSequence")
     source = item if item is not None and "RescaleSlope" in item else ds
-    slope = source.get("RescaleSlope", 1.0)
-    intercept = source.get("RescaleIntercept", 0.0)
-    return float(slope if slope not in (None, "") else 1.0), float(intercept if intercept not in (None, "") else 0.0)
+    # A slope of 0 or NaN turns every pixel into one value, which the model
+    # scores as a clean image; refuse instead of scoring nonsense.
+    slope = _numbers(name, source, "RescaleSlope", count=1, low=RESCALE_SLOPE_RANGE[0],
+                     high=RESCALE_SLOPE_RANGE[1])
+    intercept = _numbers(name, source, "RescaleIntercept", count=1,
+                         low=RESCALE_INTERCEPT_RANGE[0], high=RESCALE_INTERCEPT_RANGE[1])
+    return (slope[0] if slope else 1.0), (intercept[0] if intercept else 0.0)
 
 
-def _orientation(ds: pydicom.Dataset, frame: int) -> list[float] | None:
+def _orientation(name: str, ds: pydicom.Dataset, frame: int) -> list[float] | None:
     item = _functional_item(ds, frame, "PlaneOrientationSequence")
-    value = item.get("ImageOrientationPatient") if item is not None else ds.get("ImageOrientationPatient")
-    values = _multi(value)
-    return [float(v) for v in values] if len(values) == 6 else None
+    # Direction cosines: needed for the axial check and the display orientation, so a
+    # NaN or out-of-range one refuses the file (NaN would pass every comparison).
+    return _numbers(name, item if item is not None else ds, "ImageOrientationPatient", count=6,
+                    low=-1.001, high=1.001)
 
 
-def _position(ds: pydicom.Dataset, frame: int) -> list[float] | None:
+def _position(name: str, ds: pydicom.Dataset, frame: int) -> list[float] | None:
     item = _functional_item(ds, frame, "PlanePositionSequence")
-    value = item.get("ImagePositionPatient") if item is not None else ds.get("ImagePositionPatient")
-    values = _multi(value)
-    return [float(v) for v in values] if len(values) == 3 else None
+    # Only orders slices within a series; not needed for the score.
+    return _optional(name, item if item is not None else ds, "ImagePositionPatient", count=3,
+                     low=POSITION_RANGE_MM[0], high=POSITION_RANGE_MM[1])
 
 
-def _spacing(ds: pydicom.Dataset, frame: int) -> tuple[float, float] | None:
+def _spacing(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float] | None:
     item = _functional_item(ds, frame, "PixelMeasuresSequence")
-    value = item.get("PixelSpacing") if item is not None else ds.get("PixelSpacing")
-    values = _multi(value)
-    return (float(values[0]), float(values[1])) if len(values) == 2 else None
+    values = _optional(name, item if item is not None else ds, "PixelSpacing", count=2,
+                       low=SPACING_RANGE_MM[0], high=SPACING_RANGE_MM[1])
+    return (values[0], values[1]) if values else None
 
 
 def _normal(name: str, iop: list[float]) -> np.ndarray:
@@ -242,9 +363,8 @@ def display_orientation(plane: np.ndarray, iop: list[float] | None,
     return np.ascontiguousarray(plane), spacing
 
 
-def _decode(name: str, ds: pydicom.Dataset) -> np.ndarray:
+def _decode(name: str, ds: pydicom.Dataset, frames: int) -> np.ndarray:
     syntax = UID(ds.file_meta.TransferSyntaxUID)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     if syntax.is_compressed:
         from pydicom.pixels import get_decoder
         try:
@@ -255,13 +375,6 @@ def _decode(name: str, ds: pydicom.Dataset) -> np.ndarray:
         if not decoder.is_available:
             raise MissingCodecError(name, f"(0002,0010) Transfer Syntax UID is '{_uid_name(syntax)}'; "
                                           f"decoding it needs the codecs extra: {CODECS_HINT}")
-    elif "PixelData" in ds:
-        expected = int(ds.Rows) * int(ds.Columns) * frames * int(ds.BitsAllocated) // 8
-        stored = len(ds.PixelData)
-        if stored < expected:
-            raise InputError(name, f"{_tag('PixelData')} is truncated: {stored} bytes, "
-                                   f"expected {expected} for {frames} x {ds.Rows} x {ds.Columns} "
-                                   f"at {ds.BitsAllocated} bits")
     try:
         stored_values = ds.pixel_array
     except Exception as error:
@@ -275,27 +388,33 @@ def _decode(name: str, ds: pydicom.Dataset) -> np.ndarray:
     return stored_values
 
 
-def _padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
-    if ds.get("PixelPaddingValue") is None:
+def _padding_mask(name: str, ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
+    if _get(name, ds, "PixelPaddingValue") is None:
         return None
     bits = int(ds.BitsAllocated)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    signed = _integer(name, ds, "PixelRepresentation", default=0, low=0, high=1) == 1
 
     def as_stored(value: Any) -> int:
-        value = int(value)
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise InputError(name, f"{_tag('PixelPaddingValue')} is {_shown(value)}; "
+                                   "expected a stored pixel value") from None
         # The VR is 'US or SS'; a reader that guessed US gives e.g. 63536 for -2000.
         if signed and value >= 2 ** (bits - 1):
             value -= 2 ** bits
         return value
 
-    first = as_stored(ds.PixelPaddingValue)
-    limit = ds.get("PixelPaddingRangeLimit")
+    first = as_stored(_multi(ds.PixelPaddingValue)[0] if _multi(ds.PixelPaddingValue) else None)
+    limit = _get(name, ds, "PixelPaddingRangeLimit")
+    limit = _multi(limit)[0] if _multi(limit) else None
     last = as_stored(limit) if limit is not None else first
     low, high = min(first, last), max(first, last)
     return (stored >= low) & (stored <= high)
 
 
-def read_dicom(path: str | os.PathLike, *, accept: Collection[str] = ()) -> Iterator[Slice]:
+def read_dicom(path: str | os.PathLike, *, accept: Collection[str] = (),
+               max_pixel_bytes: int = MAX_PIXEL_BYTES) -> Iterator[Slice]:
     """Yield the HU slices of one CT DICOM file (one per frame).
 
     Parameters
@@ -320,53 +439,66 @@ def read_dicom(path: str | os.PathLike, *, accept: Collection[str] = ()) -> Iter
         deltaiqa-lite is not for: not CT, non-image objects, RGB, smaller than
         64 x 64, and (``PolicyRefusal``) the kinds the selection policy refuses:
         localizers, more than 30 degrees off axial, MIP, perfusion maps ...
+        Numeric values the score depends on (Rescale Slope/Intercept, Image
+        Orientation, sizes) must be finite and in range; values it does not
+        need (Instance Number, Slice Location, Image Position, Pixel Spacing)
+        are ignored with an :class:`~deltaiqa_lite.errors.InputWarning` when
+        malformed.
+    max_pixel_bytes : int
+        Refuse files whose header declares more stored pixel bytes than this
+        (checked before anything is allocated).
     """
     path = Path(path)
     name = str(path)
     ds = _read_dataset(path)
     try:
-        yield from _read_frames(name, ds, policy.normalise_accept(accept))
+        yield from _read_frames(name, ds, policy.normalise_accept(accept), max_pixel_bytes)
     except InputError as error:
         error.series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
         error.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "") or None
         raise
 
 
-def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str]) -> Iterator[Slice]:
+def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str],
+                 max_pixel_bytes: int) -> Iterator[Slice]:
     _check_object(name, ds)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _check_size(name, ds, max_pixel_bytes)
     enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    modality_lut = "ModalityLUTSequence" in ds and "RescaleSlope" not in ds
     geometry = []
     for frame in range(frames):
-        iop = _orientation(ds, frame)
+        iop = _orientation(name, ds, frame)
         normal = _normal(name, iop) if iop is not None else None
         # The selection policy (localizer, off-axial, MIP, maps ...): deltaiqa_lite/read/policy.py.
         decision = policy.decide(name, ds, frame if enhanced else None, frames, iop=iop, normal=normal,
                                  accept=accept)
-        geometry.append((iop, normal, decision))
-    stored = _decode(name, ds)
-    padding = _padding_mask(ds, stored)
-    modality_lut = "ModalityLUTSequence" in ds and "RescaleSlope" not in ds
+        # Rescale values are checked here too, before the pixels are decoded.
+        rescale = None if modality_lut else _rescale(name, ds, frame)
+        geometry.append((iop, normal, decision, rescale))
+    stored = _decode(name, ds, frames)
+    padding = _padding_mask(name, ds, stored)
     multi = frames > 1
+    # Instance Number only orders slices: a malformed one is ignored (one note), never fatal.
+    numbers = _optional(name, ds, "InstanceNumber", count=1, low=-2**31, high=2**31 - 1)
+    instance = int(numbers[0]) if numbers and numbers[0] == int(numbers[0]) else None
     for frame in range(frames):
-        iop, normal, decision = geometry[frame]
+        iop, normal, decision, rescale = geometry[frame]
         if modality_lut:
             from pydicom.pixels import apply_modality_lut
             hu = np.asarray(apply_modality_lut(stored[frame], ds), dtype=np.float32)
         else:
-            slope, intercept = _rescale(ds, frame)
+            slope, intercept = rescale
             hu = stored[frame].astype(np.float32) * np.float32(slope) + np.float32(intercept)
         if padding is not None:
             hu[padding[frame]] = AIR_HU
-        hu, spacing = display_orientation(hu, iop, _spacing(ds, frame))
-        position = _position(ds, frame)
+        hu, spacing = display_orientation(hu, iop, _spacing(name, ds, frame))
+        position = _position(name, ds, frame)
         if position is not None and normal is not None:
             location = float(np.dot(normal, position))
-        elif ds.get("SliceLocation") not in (None, ""):
-            location = float(ds.SliceLocation)
         else:
-            location = None
-        instance = ds.get("InstanceNumber")
+            found = _optional(name, ds, "SliceLocation", count=1, low=POSITION_RANGE_MM[0],
+                              high=POSITION_RANGE_MM[1])
+            location = found[0] if found else None
         yield Slice(
             path=name,
             hu=hu,
@@ -374,7 +506,7 @@ def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str]) -> Iter
             sop_instance_uid=str(ds.SOPInstanceUID) if "SOPInstanceUID" in ds else None,
             series_uid=str(ds.SeriesInstanceUID) if "SeriesInstanceUID" in ds else None,
             study_uid=str(ds.StudyInstanceUID) if "StudyInstanceUID" in ds else None,
-            instance_number=int(instance) if instance not in (None, "") else None,
+            instance_number=instance,
             slice_location=location,
             normal=tuple(float(v) for v in normal) if normal is not None else None,
             pixel_spacing_mm=spacing,

@@ -29,6 +29,9 @@ def scorer(tiny_model: Path) -> Scorer:
 
 
 def _watcher(folder: Path, log: QALog, scorer: Scorer, clock: Clock, **kwargs) -> FolderWatcher:
+    # error_settle_s = settle_s: an unreadable file is final at first sight here (the
+    # wait for writers that pause is tested in test_watch_hardening.py).
+    kwargs = {"error_settle_s": 2.0, "log_paths": True} | kwargs
     return FolderWatcher(folder, Ingestor(scorer, log, source="watch"), settle_s=2.0, clock=clock,
                          **kwargs)
 
@@ -153,7 +156,7 @@ def test_crash_mid_batch_loses_nothing(tmp_path: Path, scorer: Scorer) -> None:
     clock = Clock()
     with QALog(tmp_path / "qa.sqlite") as log:
         crashing = FolderWatcher(inbox, Ingestor(CrashingScorer(scorer, 2), log, source="watch"),
-                                 archive=archive, settle_s=2.0, clock=clock)
+                                 archive=archive, settle_s=2.0, clock=clock, error_settle_s=2.0)
         with pytest.raises(KeyboardInterrupt):
             _settle(crashing, clock)
         assert log.counts() == {"ok": 3}  # the first series made it, the second died whole
