@@ -70,9 +70,11 @@ class SliceResult:
     policy_override: str | None = None
     policy_note: str | None = None
     refused_kind: str | None = None
-    #: On error: the input was refused (not CT, scout, too small...) rather than broken.
-    #: Kept out of ``to_dict``: the QA node logs it as status ``refused``.
-    refused: bool = field(default=False, repr=False)
+
+    @property
+    def refused(self) -> bool:
+        """On error: the input was refused (not CT, scout, MIP, too small...) rather than broken."""
+        return self.refused_kind is not None
 
     @property
     def ok(self) -> bool:
@@ -85,7 +87,6 @@ class SliceResult:
     def to_dict(self) -> dict:
         """Plain dict for writers (probabilities as a list)."""
         record = asdict(self)
-        record.pop("refused")
         if record["probabilities"] is not None:
             record["probabilities"] = list(record["probabilities"])
         return record
@@ -312,8 +313,7 @@ class Scorer:
                            series_uid=getattr(error, "series_uid", None),
                            sop_instance_uid=getattr(error, "sop_instance_uid", None),
                            refused_kind=(getattr(error, "kind", None) or "not scoreable")
-                           if isinstance(error, RefusedInput) else None,
-                           refused=isinstance(error, RefusedInput))
+                           if isinstance(error, RefusedInput) else None)
 
     # -- public scoring API --------------------------------------------------
 

@@ -92,9 +92,17 @@ class SendResult:
     reason: str | None = None
 
 
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) private to this user: SRs and their state hold
+    patient and study attributes, like the node's spool."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     partial = path.with_name(f".{path.name}.part")
-    with partial.open("wb") as handle:
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())  # the file is the only copy once the SR is built
@@ -127,7 +135,7 @@ class Outbox:
                  clock: Callable[[], float] = time.time) -> None:
         self.folder = Path(folder)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder)
         except OSError as error:
             raise OutboxError(f"{self.folder}: cannot create the SR outbox "
                               f"({error.strerror or error})") from error

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from deltaiqa_lite.qa.header import is_valid_uid
 from deltaiqa_lite.qa.log import QALog, SliceRecord, SREvent
-from deltaiqa_lite.qa.outbox import Destination, Outbox, OutboxError, parse_destination
+from deltaiqa_lite.qa.outbox import Destination, Outbox, OutboxError, parse_destination, private_folder
 
 #: Attributes kept from a source header for the SR's patient, study and series identity.
 IDENTITY_KEYWORDS = (
@@ -107,7 +107,7 @@ class SeriesReporter:
         self.model = model
         self.outbox = outbox
         self.state = Path(state_dir)
-        self.state.mkdir(parents=True, exist_ok=True)
+        private_folder(self.state)
         self.series_idle_s = float(series_idle_s)
         self.poll_s = float(poll_s)
         self._lock = threading.Lock()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -149,6 +151,19 @@ def test_updated_sr_replaces_the_waiting_one(tmp_path: Path) -> None:
         assert item.attempts == 0
         waiting = pydicom.dcmread(tmp_path / "outbox" / f"{item.sop_instance_uid}.dcm")
         assert read_sr_values(waiting)["slices"][0]["score"] == 3.5
+
+
+def test_outbox_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # SRs carry patient and study attributes: private like the node's spool.
+    old = os.umask(0o022)
+    try:
+        with QALog(tmp_path / "qa.sqlite") as log:
+            outbox = Outbox(tmp_path / "outbox", Destination("PACS", "127.0.0.1", 9), log)
+            written = outbox.enqueue(_sr(), SERIES)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "outbox").stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(written).stat().st_mode) == 0o600
 
 
 @needs_dciodvfy
