@@ -118,7 +118,7 @@ def render(fp32: dict, int8: dict, files: dict[str, str]) -> str:
         "- symmetric activations (needed by TensorRT's INT8) lose too much on this model (none",
         "  passes the gate on validation); on TensorRT run the FP32 model, which the runtime",
         "  builds as FP16. Keeping conv1 in float (the INT8 step of the [0, 1] input is 5.5 HU)",
-        "  did not help either (`+conv1-float` variants, measured while building this model).",
+        "  did not help either (`+conv1-float` variants, measured while building the first INT8 model).",
         "",
         "| calibration (validation split) | mean abs score diff | max abs score diff | class agreement | sum drop | CPU ms/slice |",
         "|---|---|---|---|---|---|",
