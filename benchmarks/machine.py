@@ -59,6 +59,12 @@ def package_versions(names: tuple[str, ...] = ("onnxruntime", "onnxruntime-openv
     return versions
 
 
+def _int8_kernel() -> str:
+    from deltaiqa_lite.cpu import cpu_info
+
+    return cpu_info().kernel()
+
+
 def machine_facts() -> dict:
     """CPU model and flags, core counts, memory, OS, Python and package versions."""
     cpu = _cpuinfo()
@@ -72,6 +78,7 @@ def machine_facts() -> dict:
         "cpu_vendor": cpu.get("vendor_id"),
         "cpu_family_model_stepping": [cpu.get("cpu family"), cpu.get("model"), cpu.get("stepping")],
         "cpu_flags": [f for f in INTERESTING_FLAGS if f in flags],
+        "int8_kernel": _int8_kernel(),
         "hypervisor": "hypervisor" in flags,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": affinity,

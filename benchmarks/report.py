@@ -23,6 +23,17 @@ def _why(section: dict) -> str | None:
     return None
 
 
+def _agreement_line(agreement: dict) -> str:
+    """INT8 vs FP32 on the examples on this CPU, next to the machine's facts."""
+    if "mean_abs_difference" not in agreement:
+        return f"INT8 vs FP32 on the examples: {_why(agreement) or 'not measured'}"
+    return (f"INT8 vs FP32 on the {agreement['slices']} examples: mean |score difference| "
+            f"{agreement['mean_abs_difference']:.4f}, worst {agreement['max_abs_difference']:.4f}, rounded "
+            f"agreement {agreement['rounded_score_agreement']:.2f} "
+            f"({'within' if agreement['within_bar'] else 'OUTSIDE'} {agreement['bar']}); INT8 model "
+            f"saturation-safe: {agreement['int8_saturation_safe']}")
+
+
 def markdown(results: dict) -> str:
     """The run as a Markdown document: headline targets first, then every table."""
     machine = results.get("machine", {})
@@ -30,6 +41,7 @@ def markdown(results: dict) -> str:
              f"- date: {results['date_utc']}; suite wall time {results.get('wall_s', 'n/a')} s",
              f"- machine: {machine.get('cpu_model')}, {machine.get('usable_cpus')} usable CPUs, "
              f"{machine.get('memory_gib')} GiB, flags {', '.join(machine.get('cpu_flags', []))}",
+             f"- INT8 kernel here: {machine.get('int8_kernel', 'n/a')}; " + _agreement_line(results.get("agreement", {})),
              f"- load average at start {machine.get('load_average_at_start')}",
              f"- models: {results['config']['models_source']} ({', '.join(results['config']['models'].values())})",
              f"- Keras weights: {results['config'].get('weights')} "

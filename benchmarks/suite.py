@@ -3,7 +3,9 @@
 Sections (each can be skipped with ``--skip``; a section that cannot run here
 records why instead of stopping the run):
 
-machine      CPU model and flags, cores, memory, versions, load average
+machine      CPU model and flags, cores, memory, versions, load average, the INT8 kernel kind
+agreement    INT8 vs FP32 on examples/*.dcm on this CPU (mean/worst |score difference|,
+             rounded-score agreement): whether INT8's timings here are for right answers
 inference    onnxruntime CPU EP: precision x threads x batch, p50/p95/p99, slices/s, GMAC/s
 openvino     the same through the OpenVINO EP, in its own virtual environment
 profile      onnxruntime's profiler: time per operator type of each model
@@ -51,7 +53,7 @@ from deltaiqa_lite.bench import (
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.dcm"))
-SECTIONS = ("machine", "inference", "openvino", "profile", "ceiling", "preprocess", "series", "install", "keras")
+SECTIONS = ("machine", "agreement", "inference", "openvino", "profile", "ceiling", "preprocess", "series", "install", "keras")
 MODEL_FILES = {"int8": "deltaiqa-int8.onnx", "fp32": "deltaiqa-fp32.onnx"}
 WEIGHTS_FILE = "deltaiqa.weights.h5"
 
@@ -194,6 +196,33 @@ def _section(results: dict, name: str, config: Config, body: Callable[[], dict])
 
 
 # -- sections ------------------------------------------------------------------
+
+def run_agreement(models: dict[str, Path]) -> dict:
+    """``deltaiqa-lite compare --model-a fp32 --model-b int8 examples/`` on this CPU, with issue 9's bar.
+
+    INT8 arithmetic differs by CPU (int16 pair saturation without VNNI), so a
+    timing of INT8 says little unless this CPU also gives INT8 the FP32 answers.
+    """
+    from deltaiqa_lite import Scorer
+    from deltaiqa_lite.compare import compare, to_json
+    from deltaiqa_lite.cpu import cpu_info
+
+    if not EXAMPLES:
+        return {"skipped": "examples/*.dcm not found"}
+    report = to_json(compare(Scorer(models["fp32"], provider="cpu"), Scorer(models["int8"], provider="cpu"),
+                             [str(p) for p in EXAMPLES]))
+    figures = {k: report[k] for k in ("mean_abs_difference", "max_abs_difference", "max_difference_at",
+                                      "rounded_score_agreement", "class_agreement")}
+    card = Scorer(models["int8"], provider="cpu").card
+    return {**figures, "slices": report["counts"]["compared_slices"],
+            "within_bar": (figures["mean_abs_difference"] <= 0.05 and figures["max_abs_difference"] <= 0.15
+                           and figures["rounded_score_agreement"] >= 0.97),
+            "bar": "mean <= 0.05, worst <= 0.15, rounded agreement >= 0.97 (issue 9)",
+            "int8_kernel": cpu_info().kernel(),
+            "int8_saturation_safe": (card.get("quantization") or {}).get("saturation_safe") is True,
+            "scores": {Path(row["input"]).name: {"fp32": row["score_a"], "int8": row["score_b"]}
+                       for row in report["slices"]}}
+
 
 def run_inference(models: dict[str, Path], config: Config) -> dict:
     runs = []
@@ -550,6 +579,7 @@ def run_suite(config: Config, notes: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="deltaiqa-bench-") as temporary:
         work = Path(temporary)
         _section(results, "machine", config, machine_facts)
+        _section(results, "agreement", config, lambda: run_agreement(models))
         _section(results, "inference", config, lambda: run_inference(timed_models, config))
         _section(results, "openvino", config, lambda: run_openvino(timed_models, config, work))
         _section(results, "profile", config, lambda: run_profile(timed_models, config))

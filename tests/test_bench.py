@@ -229,6 +229,10 @@ def test_suite_smoke_writes_results(tmp_path):
         assert "error" not in results[name], results[name].get("traceback")
     assert results["install"] == {"skipped": "--skip"}
     assert results["machine"]["usable_cpus"] >= 1
+    assert results["machine"]["int8_kernel"]
+    # Both tiny graphs are the same model: INT8-vs-FP32 agreement on the 5 examples is exact.
+    agreement = results["agreement"]
+    assert agreement["slices"] == 5 and agreement["max_abs_difference"] == 0 and agreement["within_bar"]
     assert {(r["precision"], r["batch"], r["threads"]) for r in results["inference"]["runs"]} == {
         ("fp32", 1, 1)}  # the tiny graphs both say fp32
     assert {r["syntax"] for r in results["preprocess"]["runs"]} >= {"explicit-le", "rle"}
@@ -240,6 +244,7 @@ def test_suite_smoke_writes_results(tmp_path):
     report = (out / "results.md").read_text()
     assert "## Targets (issue 4)" in report and "| fp32 | CPU | 1 | 1 |" in report
     assert "install: skipped: --skip" in report
+    assert "INT8 vs FP32 on the 5 examples: mean |score difference| 0.0000, worst 0.0000" in report
     with Image.open(out / "latency.png") as chart:
         assert chart.format == "PNG" and chart.size[0] == 1100
     assert "Scorer.score_series throughput / pure inference throughput" in done.stdout

@@ -7,6 +7,11 @@ $DELTAIQA_LITE_TEST_MODELS); skipped with that reason otherwise.
 from __future__ import annotations
 
 import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +65,49 @@ def test_examples_rank_by_dose(example_scores, precision):
     assert scores[0] - scores[-1] > 0.5, f"{precision}: dose barely moves the score: {scores}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 3 asks INT8 and FP32 to agree within 0.1 on every example; the shipped INT8 "
-    "(percentile99.999-asymmetric, the calibration that passes the held-out gate) differs by "
-    "0.132 on dose-100 (3.82 vs 3.69). Calibrations that meet 0.1 here fail the gate's 97 % class "
-    "agreement; see models/MODEL_CARD.md. strict: this test fails once the miss is fixed."))
+def _agreement(fp32: dict, int8: dict) -> dict:
+    """The build gate's figures (deltaiqa-lite compare) of INT8 against FP32 on the examples."""
+    names = sorted(fp32)
+    a = np.array([fp32[n] for n in names])
+    b = np.array([int8[n] for n in names])
+    return {"mean": float(np.abs(b - a).mean()), "max": float(np.abs(b - a).max()),
+            "rounded": float(np.mean(np.rint(a) == np.rint(b)))}
+
+
+def _assert_within_gate(fp32: dict, int8: dict, where: str) -> None:
+    for name in fp32:
+        assert abs(int8[name] - fp32[name]) <= 0.1, f"{where}: {name}: int8 {int8[name]:.3f} fp32 {fp32[name]:.3f}"
+    figures = _agreement(fp32, int8)
+    # Issue 9's bar on every CPU: mean <= 0.05, worst <= 0.15, rounded agreement >= 0.97.
+    assert figures["mean"] <= 0.05 and figures["max"] <= 0.15 and figures["rounded"] >= 0.97, (where, figures)
+
+
 def test_int8_and_fp32_agree(example_scores):
-    for name, fp32 in example_scores["fp32"].items():
-        int8 = example_scores["int8"][name]
-        assert abs(int8.score - fp32.score) <= 0.1, f"{name}: int8 {int8.score:.3f} fp32 {fp32.score:.3f}"
+    scores = {p: {name: r.score for name, r in example_scores[p].items()} for p in ("fp32", "int8")}
+    _assert_within_gate(scores["fp32"], scores["int8"], "this CPU")
+
+
+QEMU = shutil.which("qemu-x86_64")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None or platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="needs qemu-x86_64 (Debian qemu-user) on an x86_64 host")
+def test_int8_and_fp32_agree_on_an_emulated_avx2_cpu(example_scores, shipped_models):
+    """The shipped INT8 model on qemu's Haswell (AVX2, no AVX-512, no VNNI): onnxruntime picks its
+    saturating u8s8 kernels there, whatever CPU runs CI. FP32 is CPU-independent; it runs natively."""
+    paths = [str(p) for p in sorted(EXAMPLES.glob("*.dcm"))]
+    done = subprocess.run(
+        [QEMU, "-cpu", "Haswell", sys.executable, "-m", "deltaiqa_lite", "score", *paths,
+         "--model", str(shipped_models / "deltaiqa-int8.onnx"), "--provider", "cpu", "--threads", "1",
+         "--json"], capture_output=True, text=True, timeout=900, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    errors = [line for line in done.stderr.splitlines() if "TCG doesn't support" not in line]
+    assert done.returncode == 0, "\n".join(errors[-20:])
+    haswell = {Path(s["path"]).name: s["score"] for s in json.loads(done.stdout)["slices"]}
+    fp32 = {name: r.score for name, r in example_scores["fp32"].items()}
+    assert sorted(haswell) == sorted(fp32)
+    _assert_within_gate(fp32, haswell, "qemu Haswell")
 
 
 def test_cli_scores_examples(shipped_models, capsys):

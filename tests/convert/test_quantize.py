@@ -12,6 +12,7 @@ import pytest
 
 from convert import quantize
 from convert.quantize import ArrayCalibrationReader, QuantizationGateError, SliceCalibrationReader
+from deltaiqa_lite.cpu import cpu_info
 
 REPO = Path(__file__).resolve().parents[2]
 FP32 = REPO / "models" / "deltaiqa-fp32.onnx"
@@ -77,6 +78,11 @@ def test_gate_passes_calibrated_and_rejects_zero_calibration(tiny_sets, tmp_path
     assert good.exists()
     assert card["precision"] == "int8"
     assert card["quantization"]["held_out_gate"]["passed"]
+    # 7-bit weights by default: safe by construction, and the emulated gate without VNNI passes.
+    q = card["quantization"]
+    assert q["weights"] == "s7" and q["saturation_safe"] is True
+    assert all(layer["max_abs_weight"] <= 64 for layer in q["saturation"]["layers"])
+    assert q["saturation"]["held_out_gate_without_vnni"]["passed"]
 
     garbage = tmp_path / "garbage.onnx"
     with pytest.raises(QuantizationGateError, match="fail the gate on the held-out split: .*mean"):
@@ -112,3 +118,21 @@ def test_variant_names_round_trip_and_grid():
     assert Variant.parse("percentile99.9-asymmetric+conv1-float") == Variant("percentile99.9", False, True)
     with pytest.raises(ValueError, match="unknown calibration 'kl-symmetric'"):
         Variant.parse("kl-symmetric")
+
+
+@pytest.mark.skipif(not FP32.exists(), reason="needs the shipped models/deltaiqa-fp32.onnx")
+def test_full_range_weights_are_flagged_and_judged_without_vnni(tiny_sets, tmp_path):
+    """Full-range int8 weights fail the proof, and the gate's emulation without VNNI sees the drift."""
+    calibration, val, _ = tiny_sets
+    prepared = quantize.preprocess_for_quantization(FP32, tmp_path / "prepared.onnx")
+    path = quantize.quantize_variant(prepared, tmp_path / "s8.onnx", ArrayCalibrationReader(calibration),
+                                     quantize.Variant("percentile99.999", False), weights="s8")
+    images, labels = val
+    fp32 = quantize.predict(quantize.cpu_session(FP32), images)
+    result = quantize.saturation_gate(path, fp32, images, labels)
+    assert result["saturation_safe"] is False
+    assert "can saturate" in result["reason"] and "127" in result["scheme"]
+    native = quantize.gate_check(fp32, quantize.predict(quantize.cpu_session(path), images), labels)
+    emulated = result["held_out_gate_without_vnni"]
+    if cpu_info().int16_saturation is False:  # this CPU has VNNI: the emulation must differ from it
+        assert emulated["mean_abs_score_diff"] > native["mean_abs_score_diff"] + 0.01
