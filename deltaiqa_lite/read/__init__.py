@@ -60,6 +60,13 @@ class Slice:
         (row spacing, column spacing) after orientation normalisation.
     series_description : str or None
         (0008,103E).
+    ctdivol_mgy : float or None
+        (0018,9345) CTDIvol (per frame for enhanced CT: CT Exposure Sequence).
+    ctdi_phantom : str or None
+        Code value of (0018,9346) CTDI Phantom Type Code Sequence
+        (113690 IEC head 16 cm, 113691 IEC body 32 cm).
+    body_part : str or None
+        (0018,0015) Body Part Examined.
     """
 
     path: str
@@ -74,6 +81,9 @@ class Slice:
     normal: tuple[float, float, float] | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     series_description: str | None = None
+    ctdivol_mgy: float | None = None
+    ctdi_phantom: str | None = None
+    body_part: str | None = None
 
     @property
     def name(self) -> str:
