@@ -40,7 +40,7 @@ MIN_SOFT_TISSUE_MM2 = 500.0     # less soft tissue than this: no noise level
 
 # -- water-equivalent diameter (AAPM Report 220, 2014) -----------------------------
 BODY_THRESHOLD_HU = -500.0      # body above this; halfway between air and water
-OUTSIDE_FOV_HU = -1100.0        # below physical air: padding outside the reconstruction circle
+OUTSIDE_FOV_HU = -1500.0        # far below air (noise never gets there): padding outside the reconstruction circle
 MIN_BODY_MM2 = 2000.0           # smaller "bodies" (a 50 mm circle) are not a patient
 MAX_TRUNCATED_FRACTION = 0.25   # body contour on the field edge beyond this share: no Dw
 
