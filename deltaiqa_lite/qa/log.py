@@ -120,6 +120,24 @@ CREATE TABLE inputs (
 """
 
 
+_V3_PHYSICS = """
+ALTER TABLE slices ADD COLUMN slice_location REAL;
+ALTER TABLE slices ADD COLUMN noise_hu REAL;
+ALTER TABLE slices ADD COLUMN water_equivalent_diameter_mm REAL;
+ALTER TABLE slices ADD COLUMN ssde_mgy REAL;
+ALTER TABLE slices ADD COLUMN noise_score REAL;
+ALTER TABLE slices ADD COLUMN flags TEXT;
+ALTER TABLE slices ADD COLUMN physics_note TEXT;
+ALTER TABLE series ADD COLUMN noise_hu_median REAL;
+ALTER TABLE series ADD COLUMN water_equivalent_diameter_mm_middle REAL;
+ALTER TABLE series ADD COLUMN ssde_mgy_mean REAL;
+ALTER TABLE series ADD COLUMN n_flagged INTEGER NOT NULL DEFAULT 0
+"""
+
+#: Flag codes of a slice in the ``flags`` column: joined with this; '' means none, NULL unknown.
+FLAG_SEPARATOR = ";"
+
+
 def _backfill_series(conn: sqlite3.Connection) -> None:
     uids = [row[0] for row in conn.execute(
         "SELECT DISTINCT series_uid FROM slices WHERE series_uid IS NOT NULL")]
@@ -141,6 +159,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "per-slice log", _V1_SLICES),
     Migration(2, "patient hash column, per-series summary (backfilled), watch input tracking",
               _V2_SERIES_AND_INPUTS, _backfill_series),
+    Migration(3, "physics beside the network: slice position, noise level, Dw, SSDE, noise score, "
+                 "flags and their series summaries", _V3_PHYSICS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -240,6 +260,13 @@ class SliceRecord:
     precision: str | None = None
     provider: str | None = None
     patient_hash: str | None = None
+    slice_location: float | None = None
+    noise_hu: float | None = None
+    water_equivalent_diameter_mm: float | None = None
+    ssde_mgy: float | None = None
+    noise_score: float | None = None
+    flags: str | None = None
+    physics_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,6 +298,10 @@ class SeriesRow:
     model: str | None
     precision: str | None
     patient_hash: str | None
+    noise_hu_median: float | None = None
+    water_equivalent_diameter_mm_middle: float | None = None
+    ssde_mgy_mean: float | None = None
+    n_flagged: int = 0
 
 
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
@@ -280,6 +311,31 @@ _SERIES_COLUMNS = [f.name for f in fields(SeriesRow)]
 def utc_now() -> str:
     """Current UTC time, ISO 8601 with 'Z'-free offset, second precision (log timestamps)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    # Summaries are refreshed by earlier migrations' data steps too, before later columns exist.
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def _physics_summary(conn: sqlite3.Connection, series_uid: str) -> dict:
+    """Median noise level, Dw of the middle slice, mean SSDE and flagged slices of one series."""
+    rows = conn.execute(
+        "SELECT noise_hu, water_equivalent_diameter_mm, ssde_mgy, flags FROM slices "
+        "WHERE series_uid = ? AND status = 'ok' "
+        "ORDER BY slice_location IS NULL, slice_location, frame, id", (series_uid,)).fetchall()
+    noise = sorted(r[0] for r in rows if r[0] is not None)
+    median = None
+    if noise:
+        half = len(noise) // 2
+        median = noise[half] if len(noise) % 2 else 0.5 * (noise[half - 1] + noise[half])
+    middle = (len(rows) - 1) / 2.0
+    with_dw = [(abs(k - middle), k) for k, r in enumerate(rows) if r[1] is not None]
+    ssde = [r[2] for r in rows if r[2] is not None]
+    return {"noise_hu_median": median,
+            "water_equivalent_diameter_mm_middle": rows[min(with_dw)[1]][1] if with_dw else None,
+            "ssde_mgy_mean": math.fsum(ssde) / len(ssde) if ssde else None,
+            "n_flagged": sum(1 for r in rows if r[3])}
 
 
 def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
@@ -316,6 +372,8 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
         "score_sd": sd, "score_min": low, "score_max": high, "model": rep[10],
         "precision": rep[11], "patient_hash": rep[12],
     }
+    if _has_column(conn, "series", "n_flagged"):
+        values.update(_physics_summary(conn, series_uid))
     cols = list(values)
     conn.execute(f"INSERT OR REPLACE INTO series ({', '.join(cols)}) "
                  f"VALUES ({', '.join('?' for _ in cols)})", [values[c] for c in cols])

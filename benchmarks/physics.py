@@ -1,0 +1,115 @@
+"""What physics costs: per-slice time on one core, and score_series throughput with and without it.
+
+``python -m benchmarks.physics [--out benchmarks/results] [--slices 200] [--smoke]``
+
+Writes ``physics.json`` and ``physics.md`` (issue 10's targets: <= 3 ms per
+512 x 512 slice on one core; ``Scorer.score_series`` throughput >= 0.85 of
+pure inference on uncompressed files, physics on). The series part uses the
+same code path as the suite's ``series`` section (``deltaiqa_lite.bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from benchmarks.machine import load_average, machine_facts
+from benchmarks.suite import EXAMPLES, REPO
+from deltaiqa_lite.bench import Budget, bench_series, time_calls, write_series
+
+TARGET_MS_PER_SLICE = 3.0
+TARGET_SERIES_RATIO = 0.85
+
+
+def per_slice(budget: Budget) -> dict:
+    """``measure_slice`` on the example slices (512 x 512 HU), pinned to one CPU."""
+    from deltaiqa_lite.physics import measure_slice
+    from deltaiqa_lite.read import read_slices
+
+    slices = [item for path in EXAMPLES for item in read_slices(path)]
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(previous)})   # one core: NumPy's element-wise work is single-threaded anyway
+    try:
+        runs = []
+        for item in slices:
+            timing = time_calls(lambda item=item: measure_slice(item.hu, item.pixel_spacing_mm,
+                                                                ctdivol_mgy=10.0), budget)
+            found = measure_slice(item.hu, item.pixel_spacing_mm, ctdivol_mgy=10.0).finish(None)
+            runs.append({"file": Path(item.path).name, "shape": list(item.hu.shape),
+                         "p50_ms": timing.p50_ms, "p95_ms": timing.p95_ms, "calls": timing.calls,
+                         "noise_hu": found.noise_hu, "dw_mm": found.water_equivalent_diameter_mm})
+    finally:
+        os.sched_setaffinity(0, previous)
+    worst = max(run["p50_ms"] for run in runs)
+    return {"cpus": 1, "slices": runs, "worst_p50_ms": worst, "target_ms": TARGET_MS_PER_SLICE,
+            "passed": worst <= TARGET_MS_PER_SLICE}
+
+
+def series(count: int, runs: int, budget: Budget) -> dict:
+    """``Scorer.score_series`` vs ``Scorer.predict`` throughput, INT8 on the CPU, physics on and off."""
+    from deltaiqa_lite.score import Scorer
+
+    out: dict = {"slices": count, "syntax": "explicit-le", "model": "int8", "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="deltaiqa-physics-bench-") as work:
+        folder = Path(work) / "series"
+        write_series(folder, count, EXAMPLES, syntax="explicit-le", seed=2)
+        for label, physics in (("physics on", True), ("physics off", False)):
+            scorer = Scorer(REPO / "models" / "deltaiqa-int8.onnx", provider="cpu", physics=physics)
+            out["runs"][label] = bench_series(scorer, folder, runs=runs, budget=budget).to_dict()
+    ratio = out["runs"]["physics on"]["ratio"]
+    out.update(target_ratio=TARGET_SERIES_RATIO, ratio=ratio, passed=ratio >= TARGET_SERIES_RATIO)
+    return out
+
+
+def markdown(results: dict) -> str:
+    machine = results["machine"]
+    lines = ["# Physics cost (issue 10)", "",
+             f"CPU: {machine['cpu_model']} ({machine['usable_cpus']} usable CPUs, flags "
+             f"{', '.join(machine['cpu_flags']) or '-'}); load average before / after: "
+             f"{results['load_before']} / {results['load_after']}.", ""]
+    if results.get("note"):
+        lines += [results["note"], ""]
+    slice_part = results["per_slice"]
+    lines += ["## Per slice, one core (`deltaiqa_lite.physics.measure_slice`)", "",
+              "| file | shape | p50 ms | p95 ms | noise_hu | Dw mm |", "|---|---|---|---|---|---|"]
+    for run in slice_part["slices"]:
+        lines.append(f"| {run['file']} | {run['shape'][0]} x {run['shape'][1]} | {run['p50_ms']:.2f} | "
+                     f"{run['p95_ms']:.2f} | {run['noise_hu']:.1f} | {run['dw_mm']:.1f} |")
+    lines += ["", f"Worst median {slice_part['worst_p50_ms']:.2f} ms against the target of "
+                  f"{slice_part['target_ms']:g} ms: {'met' if slice_part['passed'] else 'NOT met'}.", ""]
+    series_part = results["series"]
+    lines += [f"## `Scorer.score_series`, {series_part['slices']} uncompressed files, INT8, CPU EP", "",
+              "| | series slices/s | inference slices/s | ratio | threads | reader threads | batch |",
+              "|---|---|---|---|---|---|---|"]
+    for label, run in series_part["runs"].items():
+        lines.append(f"| {label} | {run['series_slices_per_s']:.1f} | {run['inference_slices_per_s']:.1f} | "
+                     f"{run['ratio']:.2f} | {run['threads']} | {run['reader_threads']} | {run['batch']} |")
+    lines += ["", f"Ratio with physics {series_part['ratio']:.2f} against the target of "
+                  f"{series_part['target_ratio']:g}: {'met' if series_part['passed'] else 'NOT met'}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.physics", description=__doc__)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--slices", type=int, default=200, help="files in the benchmark series")
+    parser.add_argument("--smoke", action="store_true", help="a few calls only (proves the code path)")
+    parser.add_argument("--note", default=None, help="a line for the Markdown, e.g. about contention")
+    args = parser.parse_args(argv)
+    budget = Budget.smoke() if args.smoke else Budget(min_calls=30, min_seconds=2.0, max_seconds=10.0)
+    results = {"machine": machine_facts(), "load_before": load_average(), "note": args.note}
+    results["per_slice"] = per_slice(budget)
+    results["series"] = series(8 if args.smoke else args.slices, 1 if args.smoke else 3, budget)
+    results["load_after"] = load_average()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "physics.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "physics.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
