@@ -26,7 +26,7 @@ from deltaiqa_lite.label_rule import continuous_score
 __all__ = [
     "NoiseLevel", "WaterEquivalentDiameter", "PhysicsResult",
     "global_noise_level", "water_equivalent_diameter", "ssde_conversion_factor",
-    "measure_slice", "physics_flags",
+    "SliceMeasurement", "measure_slice", "physics_flags", "uses_16cm_phantom",
     "FLAG_SCORE_NOISE_DISAGREE", "FLAG_BODY_TRUNCATED", "FLAG_OUTSIDE_TRAINING",
     "DISAGREE_THRESHOLD",
 ]
@@ -49,8 +49,9 @@ SSDE_FIT_32CM = (3.704369, 0.03671937)   # f = a exp(-b Dw[cm])
 SSDE_FIT_16CM = (1.874799, 0.03871313)
 PHANTOM_16CM_CODES = {"113690"}          # IEC Head Dosimetry Phantom (CID 4052)
 PHANTOM_32CM_CODES = {"113691"}          # IEC Body Dosimetry Phantom
-HEAD_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "NECK", "IAC", "ORBIT", "SINUS", "EAR",
-                   "HEAD_NECK"}
+# Body parts whose CTDIvol refers to the 16 cm phantom when (0018,9346) is absent. Neck
+# is left out: scanners differ (many use the 32 cm phantom there).
+HEAD_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "IAC", "ORBIT", "SINUS", "EAR"}
 
 # -- flags -----------------------------------------------------------------------
 FLAG_SCORE_NOISE_DISAGREE = "score-noise-disagree"
