@@ -104,8 +104,16 @@ class PhysicsResult:
     physics_note: str | None = None
 
 
+def _even(hu: np.ndarray) -> np.ndarray:
+    """The plane as float32 with an even number of rows and columns (an odd last one repeated)."""
+    plane = np.asarray(hu, dtype=np.float32)
+    if plane.shape[0] % 2 or plane.shape[1] % 2:
+        plane = np.pad(plane, ((0, plane.shape[0] % 2), (0, plane.shape[1] % 2)), mode="edge")
+    return plane
+
+
 def _block_sums(values: np.ndarray) -> np.ndarray:
-    """Sums over 2 x 2 pixel blocks (the plane cropped to even size)."""
+    """Sums over 2 x 2 pixel blocks of an even-sized plane."""
     pairs = values[0::2] + values[1::2]
     return pairs[:, 0::2] + pairs[:, 1::2]
 
@@ -164,20 +172,28 @@ def global_noise_level(hu: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
     sqrt(k)), so the estimate is unbiased there at any window size.
     """
     hu = np.asarray(hu)
+    if hu.ndim != 2:
+        return NoiseLevel(None, 0.0, (0, 0), f"expected a 2-D slice, got shape {hu.shape}")
+    centre_hu = 0.5 * (soft_tissue_hu[0] + soft_tissue_hu[1])
+    centred = _even(hu) - np.float32(centre_hu)
+    return _noise_level(centred, _block_sums(centred), pixel_spacing_mm, box_mm=box_mm,
+                        soft_tissue_hu=soft_tissue_hu)
+
+
+def _noise_level(centred: np.ndarray, blocks: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
+                 box_mm: float, soft_tissue_hu: tuple[float, float]) -> NoiseLevel:
+    """:func:`global_noise_level` on a plane already centred on the soft-tissue range, and its block sums."""
     row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
     k_rows = max(2, int(round(box_mm / (2.0 * row_mm))))
     k_cols = max(2, int(round(box_mm / (2.0 * col_mm))))
     box = (2 * k_rows, 2 * k_cols)
-    if hu.ndim != 2 or hu.shape[0] < box[0] + 1 or hu.shape[1] < box[1] + 1:
-        return NoiseLevel(None, 0.0, box, f"slice of shape {hu.shape} is smaller than the "
+    if centred.shape[0] < box[0] + 2 or centred.shape[1] < box[1] + 2:
+        return NoiseLevel(None, 0.0, box, f"slice of shape {centred.shape} is smaller than the "
                                           f"{box[0]} x {box[1]} pixel noise window")
     n = box[0] * box[1]
-    rows, cols = hu.shape[0] // 2 * 2, hu.shape[1] // 2 * 2
-    centre_hu = 0.5 * (soft_tissue_hu[0] + soft_tissue_hu[1])
-    # Offsetting by the soft-tissue centre keeps float32 sums of squares exact
-    # enough where it matters (soft-tissue windows hold small deviations).
-    centred = hu[:rows, :cols].astype(np.float32) - np.float32(centre_hu)
-    sums = _window_sums(_block_sums(centred), k_rows, k_cols)
+    # The plane is offset by the soft-tissue centre, which keeps float32 sums of
+    # squares exact enough where it matters (soft-tissue windows hold small deviations).
+    sums = _window_sums(blocks, k_rows, k_cols)
     squares = _window_sums(_block_sums(centred * centred), k_rows, k_cols)
     half_width = np.float32(0.5 * (soft_tissue_hu[1] - soft_tissue_hu[0]) * n)
     tissue = np.abs(sums) <= half_width
@@ -315,14 +331,26 @@ def water_equivalent_diameter(hu: np.ndarray, pixel_spacing_mm: tuple[float, flo
 
     Notes
     -----
-    The body is the largest 4-connected region above the threshold (a table
+    The plane is measured as means of 2 x 2 pixel blocks: a quarter of the
+    work, and air contributes nothing to the water-equivalent area, so only
+    edge blocks with less than half their area in the body (mean below
+    -500 HU) lose their share: about 0.1 % of Dw for a 300 mm body at 0.7 mm
+    pixels. The body is the largest 4-connected region above the threshold (a table
     separated from the patient by air is a different region and is dropped),
     with every region it encloses filled in (lungs, bowel gas: background
     regions, 8-connected, that do not reach the image border). Then
     ``Aw = sum over the region of (HU/1000 + 1) * pixel area`` and
     ``Dw = 2 sqrt(Aw / pi)``, i.e. TG-220's ``2 sqrt((mean/1000 + 1) A / pi)``.
     """
-    hu = np.asarray(hu, dtype=np.float32)
+    plane = _even(hu)
+    means = _block_sums(plane) * np.float32(0.25)
+    return _water_equivalent_diameter(means, (2.0 * float(pixel_spacing_mm[0]), 2.0 * float(pixel_spacing_mm[1])),
+                                      threshold_hu=threshold_hu)
+
+
+def _water_equivalent_diameter(hu: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
+                               threshold_hu: float) -> WaterEquivalentDiameter:
+    """:func:`water_equivalent_diameter` on a plane (of 2 x 2 block means) with its spacing."""
     row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
     pixel_mm2 = row_mm * col_mm
     rows, cols = hu.shape
@@ -519,13 +547,19 @@ def measure_slice(hu: np.ndarray | None, pixel_spacing_mm: tuple[float, float] |
         else:
             spacing = (float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1]))
             measurement.field_of_view_mm = spacing[1] * plane.shape[1]
-            noise = global_noise_level(plane, spacing)
+            # One pass of 2 x 2 block sums serves both measures.
+            centre_hu = 0.5 * (SOFT_TISSUE_HU[0] + SOFT_TISSUE_HU[1])
+            centred = _even(plane) - np.float32(centre_hu)
+            blocks = _block_sums(centred)
+            noise = _noise_level(centred, blocks, spacing, box_mm=NOISE_BOX_MM, soft_tissue_hu=SOFT_TISSUE_HU)
             if noise.noise_hu is not None:
                 result.noise_hu = noise.noise_hu
                 result.noise_score = continuous_score(noise.noise_hu)
             if noise.note:
                 notes.append(noise.note)
-            size = water_equivalent_diameter(plane, spacing)
+            means = blocks * np.float32(0.25) + np.float32(centre_hu)
+            size = _water_equivalent_diameter(means, (2.0 * spacing[0], 2.0 * spacing[1]),
+                                              threshold_hu=BODY_THRESHOLD_HU)
             result.water_equivalent_diameter_mm = size.dw_mm
             measurement.truncated = size.truncated
             if size.note:

@@ -111,8 +111,9 @@ def test_dw_weights_by_attenuation_and_fills_enclosed_air():
     pixel = spacing * spacing
     expected_water_area = float(((plane[body] / 1000.0 + 1.0) * pixel).sum())
     size = physics.water_equivalent_diameter(plane, (spacing, spacing))
-    assert size.dw_mm == pytest.approx(2.0 * math.sqrt(expected_water_area / math.pi), rel=1e-6)
-    assert size.area_mm2 == pytest.approx(body.sum() * pixel, rel=1e-6)
+    # Measured on 2 x 2 block means: edges cost about 0.1 %, a lost lung would cost 10 %.
+    assert size.dw_mm == pytest.approx(2.0 * math.sqrt(expected_water_area / math.pi), rel=0.003)
+    assert size.area_mm2 == pytest.approx(body.sum() * pixel, rel=0.005)
 
 
 def _flood_fill_labels(mask: np.ndarray, diagonal: bool) -> np.ndarray:
