@@ -395,3 +395,24 @@ def test_series_summary_of_physics():
     slices[2].water_equivalent_diameter_mm = None
     # The nearest slice with a value (index 3, one away; index 0 is two away).
     assert summarise_series("1.2.3", slices).water_equivalent_diameter_mm_middle == 280.0
+
+
+def test_enhanced_ct_dose_per_frame_from_ct_exposure_sequence(tmp_path):
+    from dicom_builders import enhanced_ct_dataset
+
+    frames = [np.zeros((96, 96), dtype=np.float32), np.zeros((96, 96), dtype=np.float32)]
+    ds = enhanced_ct_dataset(frames, shared_rescale=(1.0, -1024.0))
+    for index, value in enumerate((7.5, 9.25)):
+        exposure = Dataset()
+        exposure.CTDIvol = value
+        phantom = Dataset()
+        phantom.CodeValue, phantom.CodingSchemeDesignator = "113691", "DCM"
+        phantom.CodeMeaning = "IEC Body Dosimetry Phantom"
+        exposure.CTDIPhantomTypeCodeSequence = DicomSequence([phantom])
+        ds.PerFrameFunctionalGroupsSequence[index].CTExposureSequence = DicomSequence([exposure])
+    ds.BodyPartExamined = "HEAD"
+    items = list(read_slices(save(ds, tmp_path / "enhanced.dcm")))
+    assert [item.ctdivol_mgy for item in items] == [7.5, 9.25]
+    assert [item.ctdi_phantom for item in items] == ["113691", "113691"]
+    # The phantom element wins over the head body part: 32 cm.
+    assert not physics.uses_16cm_phantom(items[0].ctdi_phantom, items[0].body_part)
