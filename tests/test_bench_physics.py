@@ -8,7 +8,6 @@ from benchmarks import physics as physics_bench
 from deltaiqa_lite.bench import Budget
 
 
-
 def test_per_slice_measures_every_example_and_renders():
     if not physics_bench.EXAMPLES:
         pytest.skip("no examples/*.dcm")
