@@ -6,6 +6,12 @@ the reference labels (:mod:`deltaiqa_lite.labels`), and reports the
 challenge's correlations and the original's class figures
 (:mod:`deltaiqa_lite.metrics`), listing every input that could not be scored
 or had no label and every label that matched no input.
+
+Physics baseline: the same correlations for ``noise_score`` (the simulator's
+label rule applied to the measured global noise level, docs/physics.md)
+against the labels, and the network's on the very same slices, so a site sees
+what the network adds over a noise measurement (the challenge's SNR baseline
+summed to 2.40).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -23,9 +29,9 @@ import numpy as np
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.labels import ReferenceLabels, match_labels
 from deltaiqa_lite.metrics import (DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED, SCALAR_METRICS,
-                                   Agreement, agreement, likert_class)
+                                   Agreement, agreement, krocc, likert_class, plcc, srocc)
 
-__all__ = ["PairedSlice", "Evaluation", "evaluate", "evaluate_results", "write_table", "to_json",
+__all__ = ["PairedSlice", "Evaluation", "PhysicsBaseline", "physics_baseline", "evaluate", "evaluate_results", "write_table", "to_json",
            "write_outputs"]
 
 # Below this many labelled slices the table says the figures are rough: a
@@ -46,10 +52,54 @@ class PairedSlice:
     likert: int
     reference: float
     label_key: str
+    noise_score: float | None = None
+    physics_note: str | None = None
 
     @property
     def name(self) -> str:
         return self.path if self.frame is None else f"{self.path}[{self.frame}]"
+
+
+@dataclass(frozen=True)
+class PhysicsBaseline:
+    """PLCC/SROCC/KROCC of ``noise_score`` against the labels, and of the network on the same slices.
+
+    ``n`` slices have a noise score, ``n_missing`` do not (``reason``: the
+    first physics note among them, or why no correlation could be computed).
+    """
+
+    n: int
+    n_missing: int
+    plcc: float | None = None
+    srocc: float | None = None
+    krocc: float | None = None
+    correlation_sum: float | None = None
+    network_plcc: float | None = None
+    network_srocc: float | None = None
+    network_krocc: float | None = None
+    network_correlation_sum: float | None = None
+    reason: str | None = None
+
+
+def physics_baseline(pairs: Sequence[PairedSlice]) -> PhysicsBaseline:
+    """Correlations of the physics baseline (``noise_score``) and of the network on the same slices."""
+    have = [p for p in pairs if p.noise_score is not None]
+    missing = [p for p in pairs if p.noise_score is None]
+    reason = next((p.physics_note for p in missing if p.physics_note), None)
+    if len(have) < 3:
+        return PhysicsBaseline(len(have), len(missing), reason=(
+            f"{len(have)} labelled slices with a noise level; at least 3 needed"
+            + (f" ({reason})" if reason else "")))
+    reference = np.array([p.reference for p in have])
+    figures = {}
+    for prefix, values in (("", np.array([p.noise_score for p in have])),
+                           ("network_", np.array([p.score for p in have]))):
+        found = {"plcc": plcc(values, reference), "srocc": srocc(values, reference),
+                 "krocc": krocc(values, reference)}
+        found = {k: (float(v) if math.isfinite(v) else None) for k, v in found.items()}
+        total = (sum(found.values()) if all(v is not None for v in found.values()) else None)
+        figures |= {f"{prefix}{k}": v for k, v in found.items()} | {f"{prefix}correlation_sum": total}
+    return PhysicsBaseline(len(have), len(missing), reason=reason, **figures)
 
 
 @dataclass
@@ -69,6 +119,7 @@ class Evaluation:
     unlabelled: list[str] = field(default_factory=list)   # scored inputs with no label
     unused_labels: list[str] = field(default_factory=list)  # labels of no scored input (failed ones too)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    physics: PhysicsBaseline | None = None
 
 
 def evaluate_results(results: Sequence, labels: ReferenceLabels, *, model: str, model_path: str,
@@ -107,7 +158,8 @@ def evaluate_results(results: Sequence, labels: ReferenceLabels, *, model: str, 
         result = scored[index]
         pairs.append(PairedSlice(path=result.path, frame=result.frame, score=float(result.score),
                                  likert=int(result.likert), reference=labels.scores[key],
-                                 label_key=str(key)))
+                                 label_key=str(key), noise_score=getattr(result, "noise_score", None),
+                                 physics_note=getattr(result, "physics_note", None)))
     if not pairs:
         examples = ", ".join(str(k) for k in list(labels.scores)[:3])
         raise DeltaIQAError(f"{labels.source}: no scored input matched a label (labels are matched by "
@@ -121,7 +173,7 @@ def evaluate_results(results: Sequence, labels: ReferenceLabels, *, model: str, 
         labels_source=labels.source, labels_format=labels.format, n_inputs=len(results),
         pairs=pairs, agreement=result_agreement, class_labels=list(class_labels),
         unlabelled=[scored[i].name for i in match.unlabelled],
-        unused_labels=[str(k) for k in match.unused], failed=failed)
+        unused_labels=[str(k) for k in match.unused], failed=failed, physics=physics_baseline(pairs))
 
 
 def evaluate(scorer, paths: Sequence[str | os.PathLike], labels: ReferenceLabels, *,
@@ -189,6 +241,9 @@ def to_json(evaluation: Evaluation) -> dict:
                    "failed": len(evaluation.failed), "unlabelled": len(evaluation.unlabelled),
                    "unused_labels": len(evaluation.unused_labels)},
         "metrics": metrics,
+        "physics_baseline": (asdict(evaluation.physics) | {
+            "rule": "noise_score = label rule of the simulator on noise_hu (continuous); docs/physics.md"}
+            if evaluation.physics is not None else None),
         "per_class": [{"class": k, "label": evaluation.class_labels[k],
                        "reference_count": int(a.confusion[k].sum()),
                        "predicted_count": int(a.confusion[:, k].sum()),
@@ -200,12 +255,30 @@ def to_json(evaluation: Evaluation) -> dict:
         "unused_labels": evaluation.unused_labels,
         "slices": [{"input": p.name, "label_key": p.label_key, "score": p.score, "likert": p.likert,
                     "reference": p.reference, "reference_class": int(likert_class(p.reference)),
-                    "abs_error": abs(p.score - p.reference)} for p in evaluation.pairs],
+                    "abs_error": abs(p.score - p.reference), "noise_score": p.noise_score}
+                   for p in evaluation.pairs],
     }
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "  n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _write_physics(write, baseline: PhysicsBaseline | None) -> None:
+    if baseline is None:
+        return
+    write(f"\nphysics baseline: noise_score (label rule on the measured noise level) vs labels, "
+          f"{baseline.n} slices ({baseline.n_missing} without a noise level)\n")
+    if baseline.correlation_sum is None and baseline.plcc is None:
+        write(f"  not computed: {baseline.reason}\n")
+        return
+    write(f"{'':<20} {'physics':>7} {'network':>8}   (same slices)\n")
+    for name, label in (("plcc", "PLCC"), ("srocc", "SROCC"), ("krocc", "KROCC"),
+                        ("correlation_sum", "PLCC+SROCC+KROCC")):
+        write(f"{label:<20} {_fmt(getattr(baseline, name)):>7} "
+              f"{_fmt(getattr(baseline, 'network_' + name)):>8}\n")
+    if baseline.n_missing and baseline.reason:
+        write(f"  slices without a noise level: {baseline.reason}\n")
 
 
 def write_table(stream: TextIO, evaluation: Evaluation) -> None:
@@ -232,6 +305,7 @@ def write_table(stream: TextIO, evaluation: Evaluation) -> None:
     if a.n < SMALL_SAMPLE:
         write(f"note: only {a.n} labelled slices; correlations and intervals are rough below "
               f"about {SMALL_SAMPLE}\n")
+    _write_physics(write, evaluation.physics)
     write("\n")
     write("classes: score and label rounded half up to 0..4\n")
     write(f"{'class':<13} {'reference':>9} {'predicted':>9} {'precision':>9} {'recall':>7}\n")

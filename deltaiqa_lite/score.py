@@ -26,6 +26,7 @@ import numpy as np
 
 from deltaiqa_lite.card import read_card
 from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError, RefusedInput
+from deltaiqa_lite.physics import SliceMeasurement, measure_slice
 from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
 from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
@@ -33,6 +34,8 @@ from deltaiqa_lite.read.series import group_series
 __all__ = ["Scorer", "SliceResult", "SeriesResult", "likert_from_probabilities",
            "summarise_series", "summarise_scores", "group_results", "prepare_slice", "read_file"]
 
+_PHYSICS_FIELDS = ("noise_hu", "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "noise_score",
+                   "flags", "physics_note")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 CLASSES = np.arange(5, dtype=np.float64)
@@ -51,6 +54,12 @@ class SliceResult:
     ``"not scoreable"`` for other refusals such as MR or RGB), None unless refused;
     ``policy_override`` the refused values scored on purpose (``accept``);
     ``policy_note`` what the header could not tell.
+    Physics beside the network (:mod:`deltaiqa_lite.physics`, ``docs/physics.md``):
+    ``noise_hu`` global noise level, ``water_equivalent_diameter_mm`` (TG-220),
+    ``ctdivol_mgy`` from (0018,9345), ``ssde_mgy``, ``noise_score`` (the
+    simulator's label rule on ``noise_hu``, continuous, not rounded), ``flags``
+    (short codes) and ``physics_note`` (why a value is None); None where not
+    computable.
     """
 
     path: str
@@ -71,6 +80,13 @@ class SliceResult:
     policy_override: str | None = None
     policy_note: str | None = None
     refused_kind: str | None = None
+    noise_hu: float | None = None
+    water_equivalent_diameter_mm: float | None = None
+    ctdivol_mgy: float | None = None
+    ssde_mgy: float | None = None
+    noise_score: float | None = None
+    flags: list[str] = field(default_factory=list)
+    physics_note: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -99,7 +115,10 @@ class SeriesResult:
 
     ``p10`` is the 10th percentile (linear interpolation, NumPy's default).
     ``n_below`` counts ok slices scoring below ``flag_below`` (None when no
-    threshold was given).
+    threshold was given). Physics: ``noise_hu_median`` over the slices,
+    ``water_equivalent_diameter_mm_middle`` of the middle slice (TG-220
+    practice; the nearest slice with a value when the middle one has none),
+    ``ssde_mgy_mean`` and ``n_flagged`` (slices with at least one flag).
     """
 
     series_uid: str | None
@@ -112,6 +131,10 @@ class SeriesResult:
     p10: float | None
     flag_below: float | None
     n_below: int | None
+    noise_hu_median: float | None = None
+    water_equivalent_diameter_mm_middle: float | None = None
+    ssde_mgy_mean: float | None = None
+    n_flagged: int = 0
     slices: list[SliceResult] = field(default_factory=list)
 
     def to_dict(self, with_slices: bool = False) -> dict:
@@ -148,11 +171,27 @@ def summarise_scores(series_uid: str | None, scores: Sequence[float], n_slices: 
 
 def summarise_series(series_uid: str | None, slices: Sequence[SliceResult],
                      flag_below: float | None = None) -> SeriesResult:
-    """Count, mean, median, minimum, 10th percentile and slices below a threshold."""
+    """Count, mean, median, minimum, 10th percentile, slices below a threshold, and physics."""
     scores = [s.score for s in slices if s.ok and s.score is not None]
     summary = summarise_scores(series_uid, scores, len(slices), flag_below)
+    noise = [s.noise_hu for s in slices if s.noise_hu is not None]
+    ssde = [s.ssde_mgy for s in slices if s.ssde_mgy is not None]
+    summary.noise_hu_median = float(statistics.median(noise)) if noise else None
+    summary.water_equivalent_diameter_mm_middle = _middle_dw(slices)
+    summary.ssde_mgy_mean = float(np.mean(ssde)) if ssde else None
+    summary.n_flagged = sum(1 for s in slices if s.flags)
     summary.slices = list(slices)
     return summary
+
+
+def _middle_dw(slices: Sequence[SliceResult]) -> float | None:
+    """Dw of the middle slice (slices in anatomical order), else of the nearest slice that has one."""
+    middle = (len(slices) - 1) / 2.0
+    candidates = [(abs(index - middle), index) for index, s in enumerate(slices)
+                  if s.water_equivalent_diameter_mm is not None]
+    if not candidates:
+        return None
+    return slices[min(candidates)[1]].water_equivalent_diameter_mm
 
 
 def group_results(results: Iterable[SliceResult], flag_below: float | None = None) -> list[SeriesResult]:
@@ -174,12 +213,13 @@ class _Prepared:
     path: str
     slices: list[Slice] = field(default_factory=list)
     planes: list[np.ndarray] = field(default_factory=list)
+    physics: list[SliceMeasurement | None] = field(default_factory=list)
     error: InputError | None = None
 
 
 def read_file(path: str, preprocessing: Preprocessing,
               image_window: tuple[float, float] | None = None,
-              accept: Collection[str] = ()) -> _Prepared:
+              accept: Collection[str] = (), physics: bool = True) -> _Prepared:
     """Read and preprocess one file: its slices and network input planes, or its error.
 
     Never raises for input problems: the error is in ``_Prepared.error``. Module
@@ -190,6 +230,8 @@ def read_file(path: str, preprocessing: Preprocessing,
     try:
         for item in read_slices(path, image_window=image_window, accept=accept):
             prepared.planes.append(prepare_slice(item, preprocessing))
+            # Physics here, in the reader threads (or Ray read tasks), so it overlaps inference.
+            prepared.physics.append(measure(item) if physics else None)
             item.hu = item.unit = None  # drop full-size planes early: batches of large files add up
             prepared.slices.append(item)
         if not prepared.slices:
@@ -199,8 +241,14 @@ def read_file(path: str, preprocessing: Preprocessing,
     except Exception as error:  # a reader bug must not lose the rest of the batch
         prepared.error = InputError(path, f"unexpected {type(error).__name__}: {error}")
     if prepared.error is not None:
-        prepared.slices, prepared.planes = [], []
+        prepared.slices, prepared.planes, prepared.physics = [], [], []
     return prepared
+
+
+def measure(item: Slice) -> SliceMeasurement:
+    """Physics of one slice at native resolution (before the network's score is known)."""
+    return measure_slice(item.hu, item.pixel_spacing_mm, ctdivol_mgy=item.ctdivol_mgy,
+                         ctdi_phantom=item.ctdi_phantom, body_part=item.body_part)
 
 
 class Scorer:
@@ -227,6 +275,9 @@ class Scorer:
     accept : sequence of str, optional
         Values or kinds that the selection policy refuses (MIP, RCBF, localizer ...)
         to score on purpose, for research; recorded in ``SliceResult.policy_override``.
+    physics : bool, default True
+        Measure noise level, water-equivalent diameter and SSDE of each slice
+        (:mod:`deltaiqa_lite.physics`) in the reader threads, beside the score.
 
     Examples
     --------
@@ -237,7 +288,8 @@ class Scorer:
     def __init__(self, model: str | os.PathLike = "int8", *, provider: str = "auto",
                  threads: int | None = None, batch_size: int = 8, strict_provider: bool = False,
                  reader_threads: int = 2, image_window: tuple[float, float] | None = None,
-                 cache_dir: str | os.PathLike | None = None, accept: Sequence[str] = ()) -> None:
+                 cache_dir: str | os.PathLike | None = None, accept: Sequence[str] = (),
+                 physics: bool = True) -> None:
         from deltaiqa_lite.read.policy import normalise_accept
         from deltaiqa_lite.session import create_session, resolve_model
 
@@ -253,6 +305,7 @@ class Scorer:
         self.reader_threads = max(1, int(reader_threads))
         self.image_window = image_window
         self.accept: frozenset[str] = normalise_accept(accept)
+        self.physics = bool(physics)
         self.session, self.session_info = create_session(
             self.model_path, provider=provider, threads=threads, precision=self.precision,
             batch_size=self.batch_size, input_size=self.preprocessing.input_size,
@@ -305,9 +358,10 @@ class Scorer:
                   for start in range(0, batch.shape[0], self.batch_size)]
         return np.concatenate(chunks, axis=0)
 
-    def _results(self, slices: Sequence[Slice], probabilities: np.ndarray) -> list[SliceResult]:
+    def _results(self, slices: Sequence[Slice], probabilities: np.ndarray,
+                 physics: Sequence[SliceMeasurement | None] | None = None) -> list[SliceResult]:
         scores, classes = likert_from_probabilities(probabilities)
-        return [SliceResult(
+        results = [SliceResult(
             path=item.path, sop_instance_uid=item.sop_instance_uid, series_uid=item.series_uid,
             slice_location=item.slice_location, score=float(score), likert=int(likert),
             label=self.class_labels[int(likert)],
@@ -316,6 +370,12 @@ class Scorer:
             frame=item.frame, instance_number=item.instance_number,
             policy_override=item.policy_override, policy_note=item.policy_note)
             for item, score, likert, row in zip(slices, scores, classes, probabilities)]
+        for result, measurement in zip(results, physics or ()):
+            if measurement is not None:
+                found = measurement.finish(result.score)
+                for name in _PHYSICS_FIELDS:
+                    setattr(result, name, getattr(found, name))
+        return results
 
     def _error_result(self, path: str, message: str,
                       error: InputError | None = None) -> SliceResult:
@@ -328,14 +388,23 @@ class Scorer:
 
     # -- public scoring API --------------------------------------------------
 
-    def score_array(self, hu: np.ndarray, *, name: str = "array") -> SliceResult:
-        """Score one 2-D slice given in HU (display orientation)."""
+    def score_array(self, hu: np.ndarray, *, name: str = "array",
+                    pixel_spacing_mm: tuple[float, float] | None = None,
+                    ctdivol_mgy: float | None = None) -> SliceResult:
+        """Score one 2-D slice given in HU (display orientation).
+
+        ``pixel_spacing_mm`` (row, column) lets physics measure the slice;
+        without it the physics fields are None with the reason in ``physics_note``.
+        """
         hu = np.asarray(hu, dtype=np.float32)
         if hu.ndim != 2:
             raise InputError(name, f"expected a 2-D slice in HU, got shape {hu.shape}")
-        item = Slice(path=name, hu=hu)
+        item = Slice(path=name, hu=hu, pixel_spacing_mm=pixel_spacing_mm, ctdivol_mgy=ctdivol_mgy)
         plane = prepare_slice(item, self.preprocessing)
-        return self._results([item], self.predict(plane[None, :, :, None]))[0]
+        return self._results([item], self.predict(plane[None, :, :, None]), [self._measure(item)])[0]
+
+    def _measure(self, item: Slice) -> SliceMeasurement | None:
+        return measure(item) if self.physics else None
 
     def score_slices(self, path: str | os.PathLike) -> list[SliceResult]:
         """Score every slice (frame, page) of one file; raises InputError for a bad file."""
@@ -343,7 +412,7 @@ class Scorer:
         if prepared.error is not None:
             raise prepared.error
         planes = np.stack(prepared.planes)[..., None]
-        return self._results(prepared.slices, self.predict(planes))
+        return self._results(prepared.slices, self.predict(planes), prepared.physics)
 
     def score_file(self, path: str | os.PathLike) -> SliceResult:
         """Score a single-slice file (the first slice of a multi-frame file; see ``score_slices``).
@@ -356,7 +425,8 @@ class Scorer:
         return self.score_slices(path)[0]
 
     def _read(self, path: str) -> _Prepared:
-        return read_file(path, self.preprocessing, self.image_window, accept=self.accept)
+        return read_file(path, self.preprocessing, self.image_window, accept=self.accept,
+                         physics=self.physics)
 
     def iter_score_paths(self, paths: Sequence[str | os.PathLike] | str | os.PathLike,
                          progress: Callable[[int, int], None] | None = None) -> Iterator[SliceResult]:
@@ -368,14 +438,14 @@ class Scorer:
         # One holder per output row, in input order; slices wait in `pending`
         # until a full batch has gone through the session.
         rows: deque[list[SliceResult | None]] = deque()
-        pending: list[tuple[list[SliceResult | None], Slice, np.ndarray]] = []
+        pending: list[tuple[list[SliceResult | None], Slice, np.ndarray, SliceMeasurement | None]] = []
 
         def flush() -> None:
             if not pending:
                 return
-            probabilities = self.predict(np.stack([plane for _, _, plane in pending])[..., None])
-            for (holder, _, _), result in zip(pending, self._results([s for _, s, _ in pending],
-                                                                     probabilities)):
+            probabilities = self.predict(np.stack([plane for _, _, plane, _ in pending])[..., None])
+            for (holder, _, _, _), result in zip(pending, self._results(
+                    [s for _, s, _, _ in pending], probabilities, [m for _, _, _, m in pending])):
                 holder[0] = result
             pending.clear()
 
@@ -391,10 +461,10 @@ class Scorer:
                 if prepared.error is not None:
                     rows.append([self._error_result(prepared.path, str(prepared.error),
                                                     prepared.error)])
-                for item, plane in zip(prepared.slices, prepared.planes):
+                for item, plane, measurement in zip(prepared.slices, prepared.planes, prepared.physics):
                     holder: list[SliceResult | None] = [None]
                     rows.append(holder)
-                    pending.append((holder, item, plane))
+                    pending.append((holder, item, plane, measurement))
                     if len(pending) >= self.batch_size:
                         flush()
                 if progress is not None:

@@ -17,11 +17,17 @@ from deltaiqa_lite.score import SeriesResult, SliceResult
 __all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header", "slice_record",
            "series_record", "csv_row"]
 
+#: Physics beside the network (deltaiqa_lite.physics), the same keys in every format.
+PHYSICS_KEYS = ("noise_hu", "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "noise_score",
+                "flags", "physics_note")
 CSV_COLUMNS = ["path", "frame", "sop_instance_uid", "series_uid", "slice_location", "instance_number",
                "score", "likert", "label", "p0", "p1", "p2", "p3", "p4", "status", "error",
-               "model", "precision", "provider", "policy_override", "policy_note", "refused_kind"]
+               "model", "precision", "provider", "policy_override", "policy_note", "refused_kind"] + list(PHYSICS_KEYS)
 SERIES_KEYS = ["series_uid", "n_slices", "n_ok", "n_failed", "mean", "median", "minimum", "p10",
-               "flag_below", "n_below"]
+               "flag_below", "n_below", "noise_hu_median", "water_equivalent_diameter_mm_middle",
+               "ssde_mgy_mean", "n_flagged"]
+#: In CSV the flag codes of a slice are joined with this (codes never contain it).
+FLAG_SEPARATOR = ";"
 
 
 def run_header(model: str, precision: str, model_version: str | None, model_path: str,
@@ -90,6 +96,7 @@ def csv_row(result: SliceResult) -> dict:
     row.update({f"p{k}": (f"{p:.6f}" if p is not None else "") for k, p in enumerate(probabilities)})
     if result.score is not None:
         row["score"] = f"{result.score:.6f}"
+    row["flags"] = FLAG_SEPARATOR.join(result.flags) or None
     return {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
 
 
@@ -102,12 +109,21 @@ def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence
     """Aligned text for a terminal: slices, then one summary line per series."""
     names = [r.name for r in results]
     width = min(max([len("input")] + [len(n) for n in names]), 60)
-    stream.write(f"{'input':<{width}}  {'score':>5}  likert  label\n")
+    # Physics columns carry their output key names, as in JSON and CSV; physics_note
+    # goes on an indented line under its slice.
+    stream.write(f"{'input':<{width}}  {'score':>5}  likert  {'label':<9}  noise_hu  noise_score  "
+                 "water_equivalent_diameter_mm  ctdivol_mgy  ssde_mgy  flags\n")
     for result, name in zip(results, names):
         shown = name if len(name) <= width else "..." + name[-(width - 3):]
         if result.ok:
             accepted = f" (accepted {result.policy_override})" if result.policy_override else ""
-            stream.write(f"{shown:<{width}}  {result.score:5.2f}  {result.likert:>6}  {result.label}{accepted}\n")
+            stream.write(f"{shown:<{width}}  {result.score:5.2f}  {result.likert:>6}  {result.label:<9}  "
+                         f"{_fmt(result.noise_hu, 1):>8}  {_fmt(result.noise_score):>11}  "
+                         f"{_fmt(result.water_equivalent_diameter_mm, 1):>28}  "
+                         f"{_fmt(result.ctdivol_mgy):>11}  {_fmt(result.ssde_mgy):>8}  "
+                         f"{','.join(result.flags) or '-'}{accepted}\n")
+            if result.physics_note:
+                stream.write(f"    physics_note: {result.physics_note}\n")
         else:
             stream.write(f"{shown:<{width}}  {'-':>5}  {'-':>6}  error: {result.error}\n")
     for summary in series:
@@ -119,7 +135,10 @@ def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence
         failed = f", {summary.n_failed} failed" if summary.n_failed else ""
         stream.write(f"series {summary.series_uid}: {summary.n_slices} slices{failed}; "
                      f"mean {_fmt(summary.mean)} median {_fmt(summary.median)} "
-                     f"min {_fmt(summary.minimum)} p10 {_fmt(summary.p10)}{below}\n")
+                     f"min {_fmt(summary.minimum)} p10 {_fmt(summary.p10)}{below}; "
+                     f"noise median {_fmt(summary.noise_hu_median, 1)} HU, "
+                     f"Dw middle {_fmt(summary.water_equivalent_diameter_mm_middle, 0)} mm, "
+                     f"SSDE mean {_fmt(summary.ssde_mgy_mean)} mGy, {summary.n_flagged} flagged\n")
     stream.write(f"model {header['model']} on {header['provider']}\n")
 
 

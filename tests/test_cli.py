@@ -19,7 +19,9 @@ from deltaiqa_lite.write import CSV_COLUMNS, SERIES_KEYS
 
 SLICE_KEYS = {"path", "sop_instance_uid", "series_uid", "slice_location", "score", "likert", "label",
               "probabilities", "status", "error", "model", "precision", "provider", "frame", "instance_number",
-              "policy_override", "policy_note", "refused_kind"}
+              "policy_override", "policy_note", "refused_kind",
+              "noise_hu", "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "noise_score", "flags",
+              "physics_note"}
 
 
 @pytest.fixture
@@ -89,7 +91,8 @@ def test_table_format(capsys, tiny_model, inputs):
                            "--format", "table", "--flag-below", "4")
     assert code == 1
     lines = out.splitlines()
-    assert lines[0].split() == ["input", "score", "likert", "label"]
+    assert lines[0].split() == ["input", "score", "likert", "label", "noise_hu", "noise_score",
+                                "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "flags"]
     assert any("error:" in line and "Modality is 'MR'" in line for line in lines)
     summary = next(line for line in lines if line.startswith(f"series {inputs['series']}"))
     assert "3 slices" in summary and "below 4" in summary and "p10" in summary

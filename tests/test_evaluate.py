@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -186,3 +187,47 @@ def test_evaluate_examples_with_shipped_model(shipped_models, tmp_path):
     reference = np.array([p.reference for p in evaluation.pairs])
     assert evaluation.agreement.srocc == pytest.approx(
         scipy_stats.spearmanr(scores, reference).statistic, abs=1e-9)
+
+
+def test_physics_baseline_on_examples(shipped_models, tmp_path):
+    """noise_score vs the simulator labels of the examples: correlations computed and reported."""
+    from pathlib import Path
+
+    import pydicom
+
+
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dcm"))
+    if not examples:
+        pytest.skip("no examples/*.dcm")
+    rows = ["file,score"]
+    for path in examples:
+        comment = str(pydicom.dcmread(path, stop_before_pixels=True).ImageComments)
+        rows.append(f"{path.name},{float(comment.rsplit('simulator label', 1)[1]):.1f}")
+    labels_file = tmp_path / "site-labels.csv"
+    labels_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    scorer = Scorer(shipped_models / "deltaiqa-int8.onnx", provider="cpu")
+    evaluation = evaluate(scorer, examples, read_labels(labels_file), resamples=0)
+    baseline = evaluation.physics
+    assert baseline.n == len(examples) and baseline.n_missing == 0
+    noise_scores = np.array([p.noise_score for p in evaluation.pairs])
+    reference = np.array([p.reference for p in evaluation.pairs])
+    assert baseline.plcc == pytest.approx(scipy_stats.pearsonr(noise_scores, reference).statistic, abs=1e-9)
+    assert baseline.srocc == pytest.approx(scipy_stats.spearmanr(noise_scores, reference).statistic, abs=1e-9)
+    assert baseline.krocc == pytest.approx(scipy_stats.kendalltau(noise_scores, reference).statistic, abs=1e-9)
+    assert baseline.network_correlation_sum == pytest.approx(evaluation.agreement.correlation_sum, abs=1e-9)
+    assert to_json(evaluation)["physics_baseline"]["n"] == len(examples)
+    buffer = io.StringIO()
+    write_table(buffer, evaluation)
+    assert "physics baseline" in buffer.getvalue()
+
+
+def test_physics_baseline_without_noise_levels_says_why():
+    from deltaiqa_lite.evaluate import PairedSlice, physics_baseline
+
+    pairs = [PairedSlice(path=f"{k}.tif", frame=None, score=2.0 + 0.1 * k, likert=2, reference=2.0 + 0.2 * k,
+                         label_key=f"{k}.tif", physics_note="(0028,0030) Pixel Spacing is missing")
+             for k in range(5)]
+    baseline = physics_baseline(pairs)
+    assert baseline.n == 0 and baseline.n_missing == 5 and baseline.correlation_sum is None
+    assert "Pixel Spacing is missing" in baseline.reason

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
                         help="write the report to FILE instead of stdout")
     parser.add_argument("--png-dir", default=None, metavar="DIR",
-                        help="also write one control-chart PNG per group into DIR")
+                        help="also write PNGs per group into DIR: score and noise control charts, "
+                             "noise vs Dw, SSDE trend")
 
 
 def _table(report) -> str:
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.png_dir:
-        from deltaiqa_lite.qa.chart import draw_chart
+        from deltaiqa_lite.qa.chart import draw_chart, draw_scatter, draw_trend
 
         folder = Path(args.png_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -126,4 +127,14 @@ def run(args: argparse.Namespace) -> int:
             safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
             (folder / f"{safe}.png").write_bytes(draw_chart(g.chart, g.title,
                                                             threshold=rules.threshold))
+            # Physics beside the score: noise chart, noise vs Dw, SSDE trend (docs/physics.md).
+            if g.noise_chart is not None:
+                (folder / f"{safe}.noise.png").write_bytes(
+                    draw_chart(g.noise_chart, f"{g.title}: median noise_hu (HU)", clamp=None))
+            if g.noise_vs_dw is not None:
+                (folder / f"{safe}.noise-vs-dw.png").write_bytes(
+                    draw_scatter(g.noise_vs_dw, f"{g.title}: noise vs water-equivalent diameter"))
+            if g.ssde_trend:
+                (folder / f"{safe}.ssde.png").write_bytes(
+                    draw_trend(g.ssde_trend, f"{g.title}: mean SSDE per series"))
     return 0

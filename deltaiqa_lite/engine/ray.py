@@ -124,7 +124,7 @@ class ScoringActor:
                 rows.append(self.scorer._error_result(item.path, str(item.error), item.error))
                 continue
             stop = start + len(item.slices)
-            rows.extend(self.scorer._results(item.slices, probabilities[start:stop]))
+            rows.extend(self.scorer._results(item.slices, probabilities[start:stop], item.physics))
             start = stop
         return rows
 

@@ -3,18 +3,22 @@
 x: acquisition time; y: series mean score (0..4 Likert scale). Drawn:
 baseline period (shaded), centre line, Shewhart limits (dashed red), EWMA
 and its limits (blue), series scores (grey dots), flagged series (red),
-threshold (dotted orange).
+threshold (dotted orange). The same chart serves the median noise level in HU
+(``clamp=None``). :func:`draw_scatter` draws noise against water-equivalent
+diameter with its fitted exponential, :func:`draw_trend` a plain time series
+(mean SSDE).
 """
 
 from __future__ import annotations
 
 import io
+import math
 from datetime import datetime
 from itertools import pairwise
 
 from PIL import Image, ImageDraw, ImageFont
 
-from deltaiqa_lite.qa.report import ControlChart
+from deltaiqa_lite.qa.report import ControlChart, NoiseSizeFit, TrendPoint
 
 BACKGROUND = (255, 255, 255)
 AXIS = (60, 60, 60)
@@ -54,8 +58,25 @@ def _dashed(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour
                        (x0 + (x1 - x0) * b, y0 + (y1 - y0) * b)], fill=colour, width=width)
 
 
+def _nice_step(span: float, ticks: int = 6) -> float:
+    """A 1, 2 or 5 times a power of ten giving about ``ticks`` grid lines over ``span``."""
+    raw = max(span, 1e-9) / ticks
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 5.0, 10.0):
+        if raw <= factor * power:
+            return factor * power
+    return 10.0 * power
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 def draw_chart(chart: ControlChart, title: str, *, threshold: float | None = None,
-               width: int = 960, height: int = 380) -> bytes:
+               width: int = 960, height: int = 380,
+               clamp: tuple[float, float] | None = (-0.1, 4.1), digits: int = 1) -> bytes:
     """Draw one control chart; returns PNG bytes.
 
     Parameters
@@ -67,6 +88,11 @@ def draw_chart(chart: ControlChart, title: str, *, threshold: float | None = Non
         Score below which series are listed; drawn as a dotted line.
     width, height : int
         Image size in pixels.
+    clamp : (low, high) or None
+        Limits of the y axis (the Likert range for scores); None for values
+        on other scales (noise in HU).
+    digits : int
+        Decimals of the y labels.
     """
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
@@ -80,9 +106,11 @@ def draw_chart(chart: ControlChart, title: str, *, threshold: float | None = Non
     low = min(values + extra, default=0.0)
     high = max(values + extra, default=4.0)
     pad = max((high - low) * 0.08, 0.05)
-    low, high = max(low - pad, -0.1), min(high + pad, 4.1)
+    low, high = low - pad, high + pad
+    if clamp is not None:
+        low, high = max(low, clamp[0]), min(high, clamp[1])
     if high <= low:
-        low, high = 0.0, 4.0
+        low, high = (0.0, 4.0) if clamp is not None else (low - 1.0, low + 1.0)
     stamps = [_time(p.time) for p in points]
     t0, t1 = (min(stamps), max(stamps)) if stamps else (0.0, 1.0)
     if t1 <= t0:
@@ -100,13 +128,16 @@ def draw_chart(chart: ControlChart, title: str, *, threshold: float | None = Non
         draw.rectangle([sx(min(base)), top, sx(max(base)), bottom], fill=BASELINE_FILL)
         draw.text((sx(min(base)) + 4, top + 2), "baseline", fill=CENTRE, font=small)
     # Grid and y labels.
-    step = 0.5 if high - low > 1.5 else (0.2 if high - low > 0.6 else 0.1)
+    if clamp is not None:
+        step = 0.5 if high - low > 1.5 else (0.2 if high - low > 0.6 else 0.1)
+    else:
+        step = _nice_step(high - low)
     tick = round(low / step) * step
     while tick <= high:
         if tick >= low:
             y = sy(tick)
             draw.line([(left, y), (right, y)], fill=GRID)
-            draw.text((6, y - 7), f"{tick:.1f}", fill=AXIS, font=small)
+            draw.text((6, y - 7), f"{tick:.{digits}f}", fill=AXIS, font=small)
         tick = round(tick + step, 6)
     # x labels: first, middle and last date.
     if stamps:
@@ -145,7 +176,115 @@ def draw_chart(chart: ControlChart, title: str, *, threshold: float | None = Non
     legend += f"   flagged {len(chart.flagged)} of {len(points)}"
     draw.text((right - draw.textlength(legend, font=small), 12), legend,
               fill=FLAG if chart.flagged else AXIS, font=small)
+    return _png(image)
 
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
-    return out.getvalue()
+
+def _axes(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], x_range: tuple[float, float],
+          y_range: tuple[float, float], x_label: str, y_label: str, small: ImageFont.ImageFont):
+    """Grid, tick labels and frame of a plain x-y plot; returns the x and y scale functions."""
+    left, right, top, bottom = box
+    (x0, x1), (y0, y1) = x_range, y_range
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (right - left)
+
+    def sy(y: float) -> float:
+        return bottom - (y - y0) / (y1 - y0) * (bottom - top)
+
+    step = _nice_step(y1 - y0)
+    tick = math.ceil(y0 / step) * step
+    while tick <= y1:
+        draw.line([(left, sy(tick)), (right, sy(tick))], fill=GRID)
+        draw.text((6, sy(tick) - 7), f"{tick:g}", fill=AXIS, font=small)
+        tick = round(tick + step, 9)
+    step = _nice_step(x1 - x0)
+    tick = math.ceil(x0 / step) * step
+    while tick <= x1:
+        draw.line([(sx(tick), bottom), (sx(tick), bottom + 4)], fill=AXIS)
+        draw.text((sx(tick) - 10, bottom + 6), f"{tick:g}", fill=AXIS, font=small)
+        tick = round(tick + step, 9)
+    draw.rectangle([left, top, right, bottom], outline=AXIS)
+    draw.text((right - draw.textlength(x_label, font=small), bottom + 22), x_label, fill=AXIS, font=small)
+    draw.text((left + 4, top + 2), y_label, fill=AXIS, font=small)
+    return sx, sy
+
+
+def _padded(values: list[float], fraction: float = 0.08) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    pad = max((high - low) * fraction, 1e-3 * max(abs(high), 1.0))
+    return low - pad, high + pad
+
+
+def draw_scatter(fit: NoiseSizeFit, title: str, *, width: int = 960, height: int = 380) -> bytes:
+    """Noise level against water-equivalent diameter, one dot per series, with ``a exp(b Dw)``."""
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font, small = _font(14), _font(11)
+    box = (56, width - 16, 30, height - 44)
+    draw.text((box[0], 8), title, fill=AXIS, font=font)
+    if not fit.dw_mm:
+        draw.text((box[0], height // 2), "no series with both noise level and Dw", fill=AXIS, font=font)
+        return _png(image)
+    x_range = _padded(fit.dw_mm)
+    y_range = _padded(fit.noise_hu)
+    y_range = (max(0.0, y_range[0]), y_range[1])
+    sx, sy = _axes(draw, box, x_range, y_range, "water-equivalent diameter (mm)", "noise (HU)", small)
+    if fit.a is not None and fit.b_per_mm is not None:
+        steps = 100
+        curve = []
+        for k in range(steps + 1):
+            x = x_range[0] + (x_range[1] - x_range[0]) * k / steps
+            y = fit.a * math.exp(fit.b_per_mm * x)
+            if y_range[0] <= y <= y_range[1]:
+                curve.append((sx(x), sy(y)))
+        if len(curve) > 1:
+            draw.line(curve, fill=EWMA, width=2)
+        legend = (f"noise = {fit.a:.3g} exp({10 * fit.b_per_mm:.4f} Dw[cm])   r = "
+                  f"{fit.r:.2f}   n = {len(fit.dw_mm)}" if fit.r is not None
+                  else f"noise = {fit.a:.3g} exp({10 * fit.b_per_mm:.4f} Dw[cm])   n = {len(fit.dw_mm)}")
+    else:
+        legend = f"n = {len(fit.dw_mm)} (a fit needs 3 series with different Dw)"
+    for x, y in zip(fit.dw_mm, fit.noise_hu):
+        draw.ellipse([sx(x) - 3, sy(y) - 3, sx(x) + 3, sy(y) + 3], fill=POINT)
+    draw.text((box[1] - draw.textlength(legend, font=small), 12), legend, fill=AXIS, font=small)
+    return _png(image)
+
+
+def draw_trend(points: list[TrendPoint], title: str, *, y_label: str = "SSDE (mGy)",
+               width: int = 960, height: int = 300) -> bytes:
+    """A plain trend over acquisition time (e.g. mean SSDE per series), no control rules."""
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font, small = _font(14), _font(11)
+    box = (56, width - 16, 30, height - 44)
+    draw.text((box[0], 8), title, fill=AXIS, font=font)
+    if not points:
+        draw.text((box[0], height // 2), "no series with a value", fill=AXIS, font=font)
+        return _png(image)
+    stamps = [_time(p.time) for p in points]
+    t0, t1 = min(stamps), max(stamps)
+    if t1 <= t0:
+        t1 = t0 + 1.0
+    y_range = _padded([p.value for p in points])
+    y_range = (max(0.0, y_range[0]), y_range[1])
+    left, right, top, bottom = box
+
+    def sx(t: float) -> float:
+        return left + (t - t0) / (t1 - t0) * (right - left)
+
+    _, sy = _axes(draw, box, (0.0, 1.0), y_range, "", y_label, small)
+    # The x ticks of _axes are fractions; cover them with dates like the control chart.
+    draw.rectangle([left - 20, bottom + 1, right, height - 1], fill=BACKGROUND)
+    for t in (t0, (t0 + t1) / 2, t1):
+        draw.line([(sx(t), bottom), (sx(t), bottom + 4)], fill=AXIS)
+        draw.text((min(max(sx(t) - 32, left), right - 70), bottom + 8),
+                  datetime.fromtimestamp(t).strftime("%Y-%m-%d"), fill=AXIS, font=small)
+    path = [(sx(t), sy(p.value)) for t, p in zip(stamps, points)]
+    if len(path) > 1:
+        draw.line(path, fill=GRID, width=1)
+    for x, y in path:
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=EWMA)
+    values = [p.value for p in points]
+    legend = f"mean {sum(values) / len(values):.2f}  min {min(values):.2f}  max {max(values):.2f}  n = {len(values)}"
+    draw.text((right - draw.textlength(legend, font=small), 12), legend, fill=AXIS, font=small)
+    return _png(image)

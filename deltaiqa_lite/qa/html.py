@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from deltaiqa_lite.qa.chart import draw_chart
+from deltaiqa_lite.qa.chart import draw_chart, draw_scatter, draw_trend
 from deltaiqa_lite.qa.report import QAReport
 
 _STYLE = """
@@ -27,6 +27,26 @@ img { max-width: 100%; border: 1px solid #ddd; }
 
 def _num(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def _img(alt: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f"<img alt=\"{escape(alt)}\" src=\"data:image/png;base64,{data}\">"
+
+
+def _physics_figures(g) -> list[str]:
+    """Noise control chart, noise-vs-Dw scatter and SSDE trend of a group (docs/physics.md)."""
+    parts: list[str] = []
+    if g.noise_chart is not None:
+        parts.append(_img(f"noise chart {g.title}",
+                          draw_chart(g.noise_chart, f"{g.title}: median noise_hu per series (HU)",
+                                     clamp=None)))
+    if g.noise_vs_dw is not None:
+        parts.append(_img(f"noise vs Dw {g.title}",
+                          draw_scatter(g.noise_vs_dw, f"{g.title}: noise vs water-equivalent diameter")))
+    if g.ssde_trend:
+        parts.append(_img(f"SSDE trend {g.title}", draw_trend(g.ssde_trend, f"{g.title}: mean SSDE per series")))
+    return parts
 
 
 def render_html(report: QAReport) -> str:
@@ -68,6 +88,7 @@ def render_html(report: QAReport) -> str:
         parts.append(f"<h2>{escape(g.title)}</h2>")
         parts.append(f"<img alt=\"control chart {escape(g.title)}\" "
                      f"src=\"data:image/png;base64,{data}\">")
+        parts.extend(_physics_figures(g))
         flagged = g.chart.flagged
         if flagged:
             parts.append("<h3>Flagged series</h3><table><tr><th class=\"text\">time</th>"

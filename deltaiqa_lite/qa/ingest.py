@@ -17,7 +17,7 @@ from typing import Protocol
 
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.header import CT_SOP_CLASSES, QAHeader, read_qa_header, refusal_reason
-from deltaiqa_lite.qa.log import QALog, SliceRecord
+from deltaiqa_lite.qa.log import FLAG_SEPARATOR, QALog, SliceRecord
 from deltaiqa_lite.read.policy import header_refusal_kind
 
 SCORED, REFUSED, ERROR, DUPLICATE = "scored", "refused", "error", "duplicate"
@@ -189,7 +189,11 @@ class Ingestor:
                         p0=probabilities[0], p1=probabilities[1], p2=probabilities[2],
                         p3=probabilities[3], p4=probabilities[4], model=result.model,
                         precision=result.precision, provider=result.provider,
-                        policy_override=getattr(result, "policy_override", None)))
+                        policy_override=result.policy_override,
+                        slice_location=result.slice_location, noise_hu=result.noise_hu,
+                        water_equivalent_diameter_mm=result.water_equivalent_diameter_mm,
+                        ssde_mgy=result.ssde_mgy, noise_score=result.noise_score,
+                        flags=FLAG_SEPARATOR.join(result.flags), physics_note=result.physics_note))
                 scores = [r.score for r in results]
                 outcomes[path] = FileOutcome(path, SCORED, None, header.sop_instance_uid,
                                              header.series_uid, len(results),

@@ -155,6 +155,23 @@ CREATE TABLE sr_reports (
 CREATE INDEX sr_reports_series ON sr_reports (series_uid);
 """
 
+_V5_PHYSICS = """
+ALTER TABLE slices ADD COLUMN slice_location REAL;
+ALTER TABLE slices ADD COLUMN noise_hu REAL;
+ALTER TABLE slices ADD COLUMN water_equivalent_diameter_mm REAL;
+ALTER TABLE slices ADD COLUMN ssde_mgy REAL;
+ALTER TABLE slices ADD COLUMN noise_score REAL;
+ALTER TABLE slices ADD COLUMN flags TEXT;
+ALTER TABLE slices ADD COLUMN physics_note TEXT;
+ALTER TABLE series ADD COLUMN noise_hu_median REAL;
+ALTER TABLE series ADD COLUMN water_equivalent_diameter_mm_middle REAL;
+ALTER TABLE series ADD COLUMN ssde_mgy_mean REAL;
+ALTER TABLE series ADD COLUMN n_flagged INTEGER NOT NULL DEFAULT 0
+"""
+
+#: Flag codes of a slice in the ``flags`` column: joined with this; '' means none, NULL unknown.
+FLAG_SEPARATOR = ";"
+
 
 def _backfill_series(conn: sqlite3.Connection) -> None:
     uids = [row[0] for row in conn.execute(
@@ -204,6 +221,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "selection policy: refused kind and policy override per slice, refused kinds per series",
               _V3_SELECTION_POLICY, _backfill_refused_kinds),
     Migration(4, "structured reports sent back to PACS (sr_reports)", _V4_SR_REPORTS),
+    Migration(5, "physics beside the network: slice position, noise level, Dw, SSDE, noise score, "
+                 "flags and their series summaries", _V5_PHYSICS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -305,6 +324,13 @@ class SliceRecord:
     patient_hash: str | None = None
     refused_kind: str | None = None
     policy_override: str | None = None
+    slice_location: float | None = None
+    noise_hu: float | None = None
+    water_equivalent_diameter_mm: float | None = None
+    ssde_mgy: float | None = None
+    noise_score: float | None = None
+    flags: str | None = None
+    physics_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +398,10 @@ class SREvent:
     content_datetime: str | None = None
     attempts: int | None = None
     reason: str | None = None
+    noise_hu_median: float | None = None
+    water_equivalent_diameter_mm_middle: float | None = None
+    ssde_mgy_mean: float | None = None
+    n_flagged: int = 0
 
 
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
@@ -386,6 +416,24 @@ def utc_now() -> str:
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+def _physics_summary(conn: sqlite3.Connection, series_uid: str) -> dict:
+    """Median noise level, Dw of the middle slice, mean SSDE and flagged slices of one series."""
+    rows = conn.execute(
+        "SELECT noise_hu, water_equivalent_diameter_mm, ssde_mgy, flags FROM slices "
+        "WHERE series_uid = ? AND status = 'ok' "
+        "ORDER BY slice_location IS NULL, slice_location, frame, id", (series_uid,)).fetchall()
+    noise = sorted(r[0] for r in rows if r[0] is not None)
+    median = None
+    if noise:
+        half = len(noise) // 2
+        median = noise[half] if len(noise) % 2 else 0.5 * (noise[half - 1] + noise[half])
+    middle = (len(rows) - 1) / 2.0
+    with_dw = [(abs(k - middle), k) for k, r in enumerate(rows) if r[1] is not None]
+    ssde = [r[2] for r in rows if r[2] is not None]
+    return {"noise_hu_median": median,
+            "water_equivalent_diameter_mm_middle": rows[min(with_dw)[1]][1] if with_dw else None,
+            "ssde_mgy_mean": math.fsum(ssde) / len(ssde) if ssde else None,
+            "n_flagged": sum(1 for r in rows if r[3])}
 
 
 def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
@@ -422,12 +470,14 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
         "score_sd": sd, "score_min": low, "score_max": high, "model": rep[10],
         "precision": rep[11], "patient_hash": rep[12],
     }
-    # Older schema steps (migration 2's backfill) run this before the policy columns exist.
+    # Older schema steps (migration 2's backfill) run this before later columns exist.
     if "refused_kinds" in _columns(conn, "series"):
         kinds = conn.execute(
             "SELECT coalesce(refused_kind, 'not recorded'), count(*) FROM slices "
             "WHERE series_uid = ? AND status = 'refused' GROUP BY 1", (series_uid,)).fetchall()
         values["refused_kinds"] = format_refused_kinds({kind: int(n) for kind, n in kinds})
+    if "n_flagged" in _columns(conn, "series"):
+        values.update(_physics_summary(conn, series_uid))
     cols = list(values)
     conn.execute(f"INSERT OR REPLACE INTO series ({', '.join(cols)}) "
                  f"VALUES ({', '.join('?' for _ in cols)})", [values[c] for c in cols])

@@ -19,6 +19,12 @@ Control chart rules (documented in docs/qa-node.md, figures from
 - Shewhart individuals rule (+-5 sigma): catches a single grossly deviating
   series; flags ``shewhart-low`` / ``shewhart-high``.
 
+Physics beside the score (docs/physics.md): each group also gets a control
+chart of the series' median ``noise_hu`` (same baseline and rules, in HU), the
+noise-versus-Dw scatter of its series with the fitted exponential
+``noise = a exp(b Dw)`` (least squares on ln noise; the usual plot for protocol
+optimisation) and the trend of mean SSDE.
+
 Both are wider than the textbook (lambda 0.2, L 3; 3 sigma) on purpose: a QA
 node watches many groups continuously, the baseline is estimated from a few
 hundred series, and patient images have heavier tails (motion, metal) than a
@@ -91,6 +97,30 @@ class ControlChart:
 
 
 @dataclass(frozen=True)
+class NoiseSizeFit:
+    """Noise against patient size of one group: series points and ``noise = a exp(b Dw)``.
+
+    ``a`` (HU) and ``b`` (per mm) are None with fewer than three series or no
+    spread in Dw; ``r`` is the correlation of ln(noise) with Dw.
+    """
+
+    dw_mm: list[float]
+    noise_hu: list[float]
+    a: float | None = None
+    b_per_mm: float | None = None
+    r: float | None = None
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One series on a plain trend (no control rules): time and value."""
+
+    series_uid: str
+    time: str
+    value: float
+
+
+@dataclass(frozen=True)
 class GroupReport:
     """Statistics, chart and low-scoring series of one station/protocol/kernel group."""
 
@@ -107,6 +137,9 @@ class GroupReport:
     last: str | None
     chart: ControlChart
     below_threshold: list[SeriesRow] = field(default_factory=list)
+    noise_chart: ControlChart | None = None
+    noise_vs_dw: NoiseSizeFit | None = None
+    ssde_trend: list[TrendPoint] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -218,6 +251,52 @@ def control_chart(values: Sequence[float], baseline: Sequence[bool], *,
                         centre - k * sigma, centre + k * sigma, len(base), baseline_end, points)
 
 
+def fit_noise_vs_dw(dw_mm: Sequence[float], noise_hu: Sequence[float]) -> NoiseSizeFit:
+    """Fit ``noise = a exp(b Dw)`` by least squares on ln(noise) (points with noise > 0)."""
+    pairs = [(float(d), float(n)) for d, n in zip(dw_mm, noise_hu) if n > 0]
+    fit = NoiseSizeFit([d for d, _ in pairs], [n for _, n in pairs])
+    if len(pairs) < 3:
+        return fit
+    xs = [d for d, _ in pairs]
+    ys = [math.log(n) for _, n in pairs]
+    mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
+    sxx = math.fsum((x - mx) ** 2 for x in xs)
+    syy = math.fsum((y - my) ** 2 for y in ys)
+    if sxx <= 0:
+        return fit
+    sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    b = sxy / sxx
+    r = sxy / math.sqrt(sxx * syy) if syy > 0 else None
+    return NoiseSizeFit(fit.dw_mm, fit.noise_hu, math.exp(my - b * mx), b, r)
+
+
+def _physics_of_group(members: list[SeriesRow], stamps: list[str], baseline: list[bool],
+                      shown: list[bool], rules: ChartRules
+                      ) -> tuple[ControlChart | None, NoiseSizeFit | None, list[TrendPoint]]:
+    """Noise chart (median noise_hu per series), noise-vs-Dw fit and SSDE trend of one group."""
+    noisy = [k for k, r in enumerate(members) if r.noise_hu_median is not None]
+    noise_chart = None
+    if noisy:
+        # Noise is charted on the same baseline as the score, in HU; no score threshold applies.
+        chart = control_chart([members[k].noise_hu_median for k in noisy], [baseline[k] for k in noisy],
+                              rules=rules, series_uids=[members[k].series_uid for k in noisy],
+                              times=[stamps[k] for k in noisy])
+        points = [p for p, k in zip(chart.points, noisy) if shown[k]]
+        status = chart.status
+        if status != "insufficient-baseline":
+            status = "out-of-control" if any(p.flags for p in points) else "in-control"
+        if points:
+            noise_chart = ControlChart(status, chart.centre, chart.sigma, chart.shewhart_low,
+                                       chart.shewhart_high, chart.n_baseline, chart.baseline_end, points)
+    sized = [r for r, keep in zip(members, shown) if keep and r.noise_hu_median is not None
+             and r.water_equivalent_diameter_mm_middle is not None]
+    fit = (fit_noise_vs_dw([r.water_equivalent_diameter_mm_middle for r in sized],
+                           [r.noise_hu_median for r in sized]) if sized else None)
+    ssde = [TrendPoint(r.series_uid, s, r.ssde_mgy_mean) for r, s, keep in zip(members, stamps, shown)
+            if keep and r.ssde_mgy_mean is not None]
+    return noise_chart, fit, ssde
+
+
 def _series_time(row: SeriesRow) -> str:
     return row.acquisition_datetime or row.first_scored_at or ""
 
@@ -278,6 +357,7 @@ def build_report(log: QALog, *, since: str | None = None, until: str | None = No
         in_window = [r for r, keep in zip(members, shown) if keep]
         if not in_window:
             continue
+        noise_chart, noise_fit, ssde_trend = _physics_of_group(members, stamps, baseline, shown, rules)
         scores = [r.score_mean for r in in_window]
         mean = math.fsum(scores) / len(scores)
         sd = (math.sqrt(math.fsum((s - mean) ** 2 for s in scores) / (len(scores) - 1))
@@ -287,7 +367,8 @@ def build_report(log: QALog, *, since: str | None = None, until: str | None = No
             n_slices=sum(r.n_slices for r in in_window), score_mean=mean, score_sd=sd,
             score_min=min(scores), score_max=max(scores), first=_series_time(in_window[0]),
             last=_series_time(in_window[-1]), chart=chart,
-            below_threshold=[r for r in in_window if r.score_mean < rules.threshold]))
+            below_threshold=[r for r in in_window if r.score_mean < rules.threshold],
+            noise_chart=noise_chart, noise_vs_dw=noise_fit, ssde_trend=ssde_trend))
     # What a site routes to the node but is not scored (selection policy), per series.
     refused = [RefusedSeries(r.series_uid, _series_time(r), r.station_name, r.protocol_name,
                              r.series_description, r.n_slices, r.refused_counts)
@@ -317,12 +398,22 @@ def report_to_dict(report: QAReport) -> dict:
                 "points": [asdict(p) | {"flags": list(p.flags)} for p in chart.points],
             },
             "below_threshold": [asdict(r) for r in g.below_threshold],
+            "noise_chart": _chart_dict(g.noise_chart) if g.noise_chart is not None else None,
+            "noise_vs_dw": asdict(g.noise_vs_dw) if g.noise_vs_dw is not None else None,
+            "ssde_trend": [asdict(p) for p in g.ssde_trend],
         })
     return {"generated_at": report.generated_at, "log": report.log_path, "since": report.since,
             "until": report.until, "rules": asdict(report.rules),
             "out_of_control": [g.title for g in report.out_of_control], "groups": groups,
             "refused_totals": report.refused_totals,
             "refused": [asdict(r) for r in report.refused]}
+
+
+def _chart_dict(chart: ControlChart) -> dict:
+    return {"status": chart.status, "centre": chart.centre, "sigma": chart.sigma,
+            "shewhart_low": chart.shewhart_low, "shewhart_high": chart.shewhart_high,
+            "n_baseline": chart.n_baseline, "baseline_end": chart.baseline_end,
+            "points": [asdict(p) | {"flags": list(p.flags)} for p in chart.points]}
 
 
 def report_to_json(report: QAReport) -> str:

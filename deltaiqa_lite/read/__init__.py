@@ -65,6 +65,13 @@ class Slice:
         (``accept``), comma-separated; None when nothing was overridden.
     policy_note : str or None
         What the header could not tell the selection policy (scored anyway).
+    ctdivol_mgy : float or None
+        (0018,9345) CTDIvol (per frame for enhanced CT: CT Exposure Sequence).
+    ctdi_phantom : str or None
+        Code value of (0018,9346) CTDI Phantom Type Code Sequence
+        (113690 IEC head 16 cm, 113691 IEC body 32 cm).
+    body_part : str or None
+        (0018,0015) Body Part Examined.
     """
 
     path: str
@@ -81,6 +88,9 @@ class Slice:
     series_description: str | None = None
     policy_override: str | None = None
     policy_note: str | None = None
+    ctdivol_mgy: float | None = None
+    ctdi_phantom: str | None = None
+    body_part: str | None = None
 
     @property
     def name(self) -> str:

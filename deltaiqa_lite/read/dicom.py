@@ -311,6 +311,26 @@ def _spacing(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float] 
     return (values[0], values[1]) if values else None
 
 
+def _ctdivol(ds: pydicom.Dataset, frame: int) -> float | None:
+    """(0018,9345) CTDIvol: top level (classic CT) or the frame's CT Exposure Sequence."""
+    item = _functional_item(ds, frame, "CTExposureSequence")
+    value = item.get("CTDIvol") if item is not None and "CTDIvol" in item else ds.get("CTDIvol")
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None  # a malformed optional dose field must not cost the slice its score
+
+
+def _ctdi_phantom(ds: pydicom.Dataset, frame: int) -> str | None:
+    """Code value of (0018,9346) CTDI Phantom Type Code Sequence (top level or CT Exposure Sequence)."""
+    item = _functional_item(ds, frame, "CTExposureSequence")
+    holder = item if item is not None and "CTDIPhantomTypeCodeSequence" in item else ds
+    sequence = holder.get("CTDIPhantomTypeCodeSequence")
+    if sequence and len(sequence) > 0:
+        return str(sequence[0].get("CodeValue", "") or "") or None
+    return None
+
+
 def _normal(name: str, iop: list[float]) -> np.ndarray:
     row, column = np.asarray(iop[:3], dtype=np.float64), np.asarray(iop[3:], dtype=np.float64)
     normal = np.cross(row, column)
@@ -513,4 +533,7 @@ def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str],
             series_description=str(ds.get("SeriesDescription", "") or "") or None,
             policy_override=decision.override,
             policy_note=decision.note,
+            ctdivol_mgy=_ctdivol(ds, frame),
+            ctdi_phantom=_ctdi_phantom(ds, frame),
+            body_part=str(ds.get("BodyPartExamined", "") or "") or None,
         )

@@ -156,3 +156,48 @@ def test_concurrent_writers(tmp_path: Path) -> None:
             t.join()
         assert log.counts() == {"ok": 100}
         assert sorted(r.n_slices for r in log.series()) == [25, 25, 25, 25]
+
+
+def test_migration_from_v2_adds_physics_columns_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, target=2) == 2
+    conn.execute("INSERT INTO slices (scored_at, source, series_uid, sop_instance_uid, status, score, "
+                 "ctdivol_mgy) VALUES ('2024-01-01T00:00:00', 'watch', '7.7', '7.7.1', 'ok', 2.5, 11.0)")
+    conn.execute("INSERT INTO series (series_uid, n_slices, n_refused, n_error, score_mean) "
+                 "VALUES ('7.7', 1, 0, 0, 2.5)")
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("SELECT noise_hu FROM slices")
+    conn.close()
+
+    with QALog(path) as log:
+        assert log.schema_version == SCHEMA_VERSION >= 3
+        (old,) = log.slices()
+        assert old.score == 2.5 and old.ctdivol_mgy == 11.0
+        assert (old.noise_hu, old.water_equivalent_diameter_mm, old.ssde_mgy, old.flags) == (None,) * 4
+        (row,) = log.series()
+        assert row.score_mean == 2.5 and row.n_flagged == 0 and row.noise_hu_median is None
+        # New rows carry physics and refresh the summary, old rows stay unknown (NULL).
+        log.record([_ok("7.7", "7.7.2", 3.0, slice_location=2.0, noise_hu=12.0,
+                        water_equivalent_diameter_mm=280.0, ssde_mgy=14.0, flags=""),
+                    _ok("7.7", "7.7.3", 1.0, slice_location=1.0, noise_hu=20.0,
+                        water_equivalent_diameter_mm=300.0, ssde_mgy=12.0,
+                        flags="score-noise-disagree;body-truncated")])
+        (row,) = log.series()
+        assert row.noise_hu_median == pytest.approx(16.0)
+        assert row.ssde_mgy_mean == pytest.approx(13.0)
+        assert row.n_flagged == 1
+        # Ordered by position: 1.0 (Dw 300), 2.0 (Dw 280), then the old row without position.
+        assert row.water_equivalent_diameter_mm_middle == 280.0
+
+
+def test_migration_from_v1_reaches_physics_schema(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=1)
+    conn.execute("INSERT INTO slices (scored_at, source, series_uid, sop_instance_uid, status, score) "
+                 "VALUES ('2024-01-01T00:00:00', 'watch', '8.8', '8.8.1', 'ok', 3.5)")
+    conn.close()
+    with QALog(path) as log:
+        (row,) = log.series()
+        assert row.score_mean == 3.5 and row.n_flagged == 0 and row.water_equivalent_diameter_mm_middle is None
