@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import types
 import typing
 from array import array
 from dataclasses import fields
@@ -242,8 +243,11 @@ _SIMPLE_TYPES = (float, int, str, bool)
 
 
 def _hint_kind(hint) -> object:
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0]
+    """The type inside ``X | None``; other hints (``list[str]``, ``tuple[...]``) as they are."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if args else hint
+    return hint
 
 
 def _arrow_type(pa, hint) -> object:
@@ -251,9 +255,12 @@ def _arrow_type(pa, hint) -> object:
     # helpers may add fields, so map from the type hints rather than a list.
     kind = _hint_kind(hint)
     origin = typing.get_origin(kind)
-    if origin is tuple or kind is tuple or origin is list:
-        return pa.list_(pa.float64())
-    return {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}.get(kind, pa.string())
+    scalars = {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}
+    if origin is tuple or kind is tuple or origin is list or kind is list:
+        # tuple[float, ...] (probabilities) or list[str] (physics flags): a list of the element type
+        element = next(iter(typing.get_args(kind)), float)
+        return pa.list_(scalars.get(element, pa.string()))
+    return scalars.get(kind, pa.string())
 
 
 def _json_columns() -> set[str]:

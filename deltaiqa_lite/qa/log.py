@@ -364,6 +364,10 @@ class SeriesRow:
     patient_hash: str | None
     #: Refused images of the series by kind, e.g. ``"localizer=2; MIP=40"`` (selection policy).
     refused_kinds: str | None = None
+    noise_hu_median: float | None = None
+    water_equivalent_diameter_mm_middle: float | None = None
+    ssde_mgy_mean: float | None = None
+    n_flagged: int = 0
 
     @property
     def refused_counts(self) -> dict[str, int]:
@@ -398,10 +402,6 @@ class SREvent:
     content_datetime: str | None = None
     attempts: int | None = None
     reason: str | None = None
-    noise_hu_median: float | None = None
-    water_equivalent_diameter_mm_middle: float | None = None
-    ssde_mgy_mean: float | None = None
-    n_flagged: int = 0
 
 
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]

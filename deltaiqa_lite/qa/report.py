@@ -251,11 +251,20 @@ def control_chart(values: Sequence[float], baseline: Sequence[bool], *,
                         centre - k * sigma, centre + k * sigma, len(base), baseline_end, points)
 
 
+# Below this spread of patient sizes an exponential in Dw is not determined (one
+# phantom scanned at several doses has one Dw): the points are shown without a fit.
+MIN_DW_SPREAD_MM = 20.0
+
+
 def fit_noise_vs_dw(dw_mm: Sequence[float], noise_hu: Sequence[float]) -> NoiseSizeFit:
-    """Fit ``noise = a exp(b Dw)`` by least squares on ln(noise) (points with noise > 0)."""
+    """Fit ``noise = a exp(b Dw)`` by least squares on ln(noise) (points with noise > 0).
+
+    No fit (``a`` and ``b_per_mm`` None) for fewer than 3 points or sizes spread
+    over less than ``MIN_DW_SPREAD_MM``.
+    """
     pairs = [(float(d), float(n)) for d, n in zip(dw_mm, noise_hu) if n > 0]
     fit = NoiseSizeFit([d for d, _ in pairs], [n for _, n in pairs])
-    if len(pairs) < 3:
+    if len(pairs) < 3 or max(d for d, _ in pairs) - min(d for d, _ in pairs) < MIN_DW_SPREAD_MM:
         return fit
     xs = [d for d, _ in pairs]
     ys = [math.log(n) for _, n in pairs]

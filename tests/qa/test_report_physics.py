@@ -72,6 +72,8 @@ def test_noise_vs_dw_fit_recovers_the_exponential():
     assert fit.r > 0.95
     assert fit_noise_vs_dw([300.0, 300.0, 300.0], [10.0, 11.0, 12.0]).a is None   # no spread in Dw
     assert fit_noise_vs_dw([250.0, 300.0], [10.0, 11.0]).a is None                # too few
+    # One phantom at several doses: Dw equal but for float noise in the last digits.
+    assert fit_noise_vs_dw([300.0, 300.0 + 1e-9, 300.0 - 1e-9], [10.0, 14.0, 20.0]).a is None
 
 
 def test_group_fit_and_ssde_trend_from_the_log(report):
