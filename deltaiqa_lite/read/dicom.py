@@ -265,20 +265,8 @@ def _check_object(name: str, ds: pydicom.Dataset) -> None:
                                  f"smaller than {MIN_SIZE} x {MIN_SIZE}, not a CT slice")
 
 
-def _functional_item(ds: pydicom.Dataset, frame: int, sequence: str) -> pydicom.Dataset | None:
-    """The functional-group item of one frame: per-frame first, then shared."""
-    for groups_keyword, index in (("PerFrameFunctionalGroupsSequence", frame),
-                                  ("SharedFunctionalGroupsSequence", 0)):
-        groups = ds.get(groups_keyword)
-        if groups and len(groups) > index:
-            item = groups[index]
-            if sequence in item and len(item[sequence].value) > 0:
-                return item[sequence][0]
-    return None
-
-
 def _rescale(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float]:
-    item = _functional_item(ds, frame, "PixelValueTransformationSequence")
+    item = policy.functional_item(ds, frame, "PixelValueTransformationSequence")
     source = item if item is not None and "RescaleSlope" in item else ds
     # A slope of 0 or NaN turns every pixel into one value, which the model
     # scores as a clean image; refuse instead of scoring nonsense.
@@ -290,7 +278,7 @@ def _rescale(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float]:
 
 
 def _orientation(name: str, ds: pydicom.Dataset, frame: int) -> list[float] | None:
-    item = _functional_item(ds, frame, "PlaneOrientationSequence")
+    item = policy.functional_item(ds, frame, "PlaneOrientationSequence")
     # Direction cosines: needed for the axial check and the display orientation, so a
     # NaN or out-of-range one refuses the file (NaN would pass every comparison).
     return _numbers(name, item if item is not None else ds, "ImageOrientationPatient", count=6,
@@ -298,14 +286,14 @@ def _orientation(name: str, ds: pydicom.Dataset, frame: int) -> list[float] | No
 
 
 def _position(name: str, ds: pydicom.Dataset, frame: int) -> list[float] | None:
-    item = _functional_item(ds, frame, "PlanePositionSequence")
+    item = policy.functional_item(ds, frame, "PlanePositionSequence")
     # Only orders slices within a series; not needed for the score.
     return _optional(name, item if item is not None else ds, "ImagePositionPatient", count=3,
                      low=POSITION_RANGE_MM[0], high=POSITION_RANGE_MM[1])
 
 
 def _spacing(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float] | None:
-    item = _functional_item(ds, frame, "PixelMeasuresSequence")
+    item = policy.functional_item(ds, frame, "PixelMeasuresSequence")
     values = _optional(name, item if item is not None else ds, "PixelSpacing", count=2,
                        low=SPACING_RANGE_MM[0], high=SPACING_RANGE_MM[1])
     return (values[0], values[1]) if values else None
@@ -313,7 +301,7 @@ def _spacing(name: str, ds: pydicom.Dataset, frame: int) -> tuple[float, float] 
 
 def _ctdivol(ds: pydicom.Dataset, frame: int) -> float | None:
     """(0018,9345) CTDIvol: top level (classic CT) or the frame's CT Exposure Sequence."""
-    item = _functional_item(ds, frame, "CTExposureSequence")
+    item = policy.functional_item(ds, frame, "CTExposureSequence")
     value = item.get("CTDIvol") if item is not None and "CTDIvol" in item else ds.get("CTDIvol")
     try:
         return float(value) if value not in (None, "") else None
@@ -323,7 +311,7 @@ def _ctdivol(ds: pydicom.Dataset, frame: int) -> float | None:
 
 def _ctdi_phantom(ds: pydicom.Dataset, frame: int) -> str | None:
     """Code value of (0018,9346) CTDI Phantom Type Code Sequence (top level or CT Exposure Sequence)."""
-    item = _functional_item(ds, frame, "CTExposureSequence")
+    item = policy.functional_item(ds, frame, "CTExposureSequence")
     holder = item if item is not None and "CTDIPhantomTypeCodeSequence" in item else ds
     sequence = holder.get("CTDIPhantomTypeCodeSequence")
     if sequence and len(sequence) > 0:

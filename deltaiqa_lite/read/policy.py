@@ -198,7 +198,7 @@ def _values(value: Any) -> list[str]:
     return [str(v).strip().upper() for v in value]
 
 
-def _frame_item(ds: Dataset, frame: int | None, sequence: str) -> Dataset | None:
+def functional_item(ds: Dataset, frame: int | None, sequence: str) -> Dataset | None:
     """The item of ``sequence`` for one frame: per-frame functional groups first, then shared."""
     if frame is None:
         return None
@@ -214,7 +214,7 @@ def _frame_item(ds: Dataset, frame: int | None, sequence: str) -> Dataset | None
 
 def _image_type(ds: Dataset, frame: int | None) -> tuple[str, list[str]]:
     """(element text, values): Frame Type of an enhanced frame where present, else Image Type."""
-    item = _frame_item(ds, frame, "CTImageFrameTypeSequence")
+    item = functional_item(ds, frame, "CTImageFrameTypeSequence")
     if item is not None and item.get("FrameType") not in (None, ""):
         return _tag("FrameType"), _values(item.FrameType)
     return _tag("ImageType"), _values(ds.get("ImageType"))
@@ -222,7 +222,7 @@ def _image_type(ds: Dataset, frame: int | None) -> tuple[str, list[str]]:
 
 def _frame_value(ds: Dataset, frame: int | None, keyword: str) -> tuple[str, str | None]:
     """A CT Image Frame Type attribute (Pixel Presentation ...) of a frame, else top level."""
-    item = _frame_item(ds, frame, "CTImageFrameTypeSequence")
+    item = functional_item(ds, frame, "CTImageFrameTypeSequence")
     value = item.get(keyword) if item is not None else None
     if value in (None, ""):
         value = ds.get(keyword)
@@ -233,7 +233,7 @@ def _frame_value(ds: Dataset, frame: int | None, keyword: str) -> tuple[str, str
 def _derivation_codes(ds: Dataset, frame: int | None) -> list[tuple[str, str]]:
     """(code value, meaning) of DCM derivation codes, top level and in the frame's Derivation Image items."""
     items = list(ds.get("DerivationCodeSequence") or [])
-    derivation = _frame_item(ds, frame, "DerivationImageSequence")
+    derivation = functional_item(ds, frame, "DerivationImageSequence")
     if derivation is not None:
         items += list(derivation.get("DerivationCodeSequence") or [])
     codes = []
