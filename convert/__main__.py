@@ -1,6 +1,6 @@
 """``python -m convert``: the build pipeline, each step alone or all in one go.
 
-    python -m convert simulate --out DIR --count N --seed S
+    python -m convert simulate --out DIR --count N --seed S [--version 2|1]
     python -m convert train DATA --out DIR [--preset reference|original]
     python -m convert export --weights W --output M.onnx
     python -m convert quantize --model M.onnx --calibration DIR --output M-int8.onnx
@@ -18,7 +18,10 @@ def _log(message: str) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from convert.simulate import simulate_dataset
+    if args.version == 2:
+        from convert.simulate_v2 import simulate_dataset
+    else:
+        from convert.simulate import simulate_dataset
 
     simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log)
     return 0
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1,
                    help="processes (default 1: the back-projector already uses every core)")
+    p.add_argument("--version", type=int, choices=(1, 2), default=2,
+                   help="simulator: 2 textured multi-region phantoms (default), 1 ellipse abdomens")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train Delta-IQA on an LDCTIQAC-format folder")
