@@ -30,6 +30,26 @@ def _real_anatomy_lines(real: dict | None) -> list[str]:
     return lines
 
 
+def _saturation_line(q: dict) -> str:
+    """Whether the INT8 model can saturate the int16 pair sums of x86 CPUs without VNNI."""
+    saturation = q.get("saturation") or {}
+    if "saturation_safe" not in q:
+        return ("- saturation-safe on x86 CPUs without VNNI: not declared (built before the check; "
+                "int16 pair sums may saturate there)")
+    return (f"- saturation-safe on x86 CPUs without VNNI: **{q['saturation_safe']}** "
+            f"({saturation.get('scheme', '-')}): {saturation.get('reason', '-')}")
+
+
+def _without_vnni_line(q: dict) -> str:
+    emulated = (q.get("saturation") or {}).get("held_out_gate_without_vnni")
+    if not emulated:
+        return "- held-out gate without VNNI: not run"
+    return (f"- held-out gate without VNNI (exact NumPy emulation of the saturating u8s8 kernels, "
+            f"convert/saturation.py): mean |score diff| {emulated['mean_abs_score_diff']}, max "
+            f"{emulated['max_abs_score_diff']}, class agreement {emulated['class_agreement']}, "
+            f"passed: {emulated['passed']}")
+
+
 def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | None = None) -> str:
     training = fp32.get("training", {})
     data = training.get("data", {})
@@ -136,10 +156,12 @@ def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | N
         f"- calibration: **{q.get('calibration', '-')}** on {q.get('calibration_slices', '-')} "
         f"slices from the {q.get('calibration_source', '-')}",
         f"- TensorRT compatible (symmetric activations): {q.get('tensorrt_compatible')}",
+        _saturation_line(q),
         f"- selection: {q.get('selection', '-')}",
         f"- held-out gate {q.get('gate')}: mean |score diff| {gate.get('mean_abs_score_diff')}, "
         f"class agreement {gate.get('class_agreement')}, sum drop {gate.get('sum_drop')}, "
         f"passed: {gate.get('passed')}",
+        _without_vnni_line(q),
         "- held-out attempts, in validation rank order: " + "; ".join(
             f"{a['variant']}: mean {a['mean_abs_score_diff']}, max {a['max_abs_score_diff']}, "
             f"class agreement {a['class_agreement']}, "

@@ -10,6 +10,13 @@ Calibrations compared: MinMax, Entropy (KL, 2048 bins) and Percentile
 (99.999, 99.99 and 99.9; 2048 bins), each with symmetric (INT8) and
 asymmetric (UINT8) activations. TensorRT accepts symmetric INT8 only, so a symmetric model is
 preferred when it is about as good (see ``choose``).
+
+Weights are 7-bit by default (``reduce_range``: int8 in -64..64). On x86 CPUs
+without VNNI onnxruntime's u8s8 kernels add pairs of uint8 x int8 products in
+int16 with saturation; with |w| <= 64 a pair is at most 255 * 64 * 2 = 32640,
+so no CPU can saturate (see ``convert/saturation.py``). The gate checks that
+bound on the written model and also runs the held-out split through an exact
+emulation of the saturating integer arithmetic.
 """
 
 from __future__ import annotations
@@ -36,6 +43,15 @@ SYMMETRIC_PREFERENCE = 1.5
 # The held-out split is consulted for at most this many ranked variants, and
 # every attempt is recorded in the card, so its use for selection is visible.
 HELD_OUT_ATTEMPTS = 3
+# Weight formats: onnxruntime QuantType and reduce_range. "s7" (7-bit int8 weights)
+# cannot saturate the int16 pair sums of the u8s8 kernels on CPUs without VNNI;
+# "s8" (full-range int8) can; "u8" (uint8 weights) runs the slower u8u8 kernels.
+WEIGHT_FORMATS = {
+    "s7": ("QInt8", True, "per-channel symmetric 7-bit weights (int8 in -64..64, reduce_range)"),
+    "s8": ("QInt8", False, "per-channel symmetric INT8 weights (-127..127)"),
+    "u8": ("QUInt8", False, "per-channel asymmetric UINT8 weights"),
+}
+DEFAULT_WEIGHTS = "s7"
 
 
 class QuantizationGateError(RuntimeError):
@@ -163,10 +179,15 @@ def calibrate(prepared: Path, reader, variant: Variant, folder: Path) -> Path:
     return cache
 
 
-def quantize_variant(prepared: Path, output: Path, reader, variant: Variant) -> Path:
-    """QDQ model of ``prepared`` with per-channel symmetric INT8 weights, INT8 activations."""
+def quantize_variant(prepared: Path, output: Path, reader, variant: Variant,
+                     weights: str = DEFAULT_WEIGHTS) -> Path:
+    """QDQ model of ``prepared`` with per-channel weights in format ``weights`` (see WEIGHT_FORMATS)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weights!r}; use {'|'.join(WEIGHT_FORMATS)}")
+    weight_type, reduce_range, _ = WEIGHT_FORMATS[weights]
 
     graph = onnx.load(str(prepared)).graph
     exclude = [n.name for n in graph.node if n.op_type == "Softmax"]  # probabilities stay float
@@ -181,11 +202,12 @@ def quantize_variant(prepared: Path, output: Path, reader, variant: Variant) -> 
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=_activation_type(variant),
-        weight_type=QuantType.QInt8,
+        weight_type=getattr(QuantType, weight_type),
+        reduce_range=reduce_range,
         calibrate_method=_calibration_method(variant),
         nodes_to_exclude=exclude,
         calibration_cache_path=str(ranges),
-        extra_options={"ActivationSymmetric": variant.symmetric, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": variant.symmetric, "WeightSymmetric": weight_type == "QInt8"},
     )
     return output
 
@@ -236,6 +258,41 @@ def gate_check(fp32_probs: np.ndarray, int8_probs: np.ndarray, labels: np.ndarra
     result["passed"] = not failures
     result["failures"] = failures
     return result
+
+
+def saturation_gate(model_path: Path, fp32_probs: np.ndarray, images: np.ndarray,
+                    labels: np.ndarray) -> dict:
+    """Saturation safety of a quantised model: the proof by construction and the emulated gate.
+
+    Returns the card's ``saturation_safe`` (every quantised weight satisfies
+    ``max |w| * 255 * 2 <= 32767``), the scheme and reason, the per-layer bounds,
+    and :func:`gate_check` of the held-out split run through the exact emulation
+    of the saturating u8s8 arithmetic of x86 CPUs without VNNI (None where the
+    model is not u8s8, which the emulation does not cover).
+    """
+    from convert.saturation import emulate, saturation_report
+
+    report = saturation_report(model_path)
+    if not report:
+        raise QuantizationGateError(f"{model_path.name}: no quantised Conv/Gemm found to check")
+    safe = all(layer.safe for layer in report)
+    worst = max(report, key=lambda layer: layer.worst_pair_sum)
+    try:
+        emulated = emulate(model_path, images, saturate=True)
+    except NotImplementedError:
+        emulated = None
+    return {
+        "saturation_safe": safe,
+        "scheme": f"{worst.activation_type} activations x {worst.weight_type} weights, "
+                  f"max |w| {max(layer.max_abs_weight for layer in report)}",
+        "reason": ("every quantised weight satisfies max |w| * 255 * 2 <= 32767, so the int16 pair "
+                   "sums of the u8s8 kernels on x86 CPUs without VNNI cannot saturate"
+                   if safe else "int16 pair sums can saturate on x86 CPUs without VNNI: " + worst.reason),
+        "layers": [{"node": layer.node, "max_abs_weight": layer.max_abs_weight,
+                    "worst_pair_sum": layer.worst_pair_sum, "safe": layer.safe} for layer in report],
+        "held_out_gate_without_vnni": (None if emulated is None
+                                       else gate_check(fp32_probs, emulated, labels)),
+    }
 
 
 def near_ties(probabilities: np.ndarray, gap: float = 0.05) -> dict:
@@ -291,8 +348,14 @@ def _arrays(items: list[LabelledSlice]) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndarray,
                    val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                   output: Path, *, method: str = "auto", compare: bool = True, log=print) -> dict:
-    """Quantize ``model`` and write ``output`` only if the gate passes on ``test``."""
+                   output: Path, *, method: str = "auto", compare: bool = True,
+                   weights: str = DEFAULT_WEIGHTS, log=print) -> dict:
+    """Quantize ``model`` and write ``output`` only if the gate passes on ``test``.
+
+    The held-out gate is judged twice: with onnxruntime on this CPU, and with the
+    exact emulation of the saturating u8s8 arithmetic of x86 CPUs without VNNI
+    (:func:`convert.saturation.emulate`); both must pass.
+    """
     import onnx
 
     model = Path(model)
@@ -315,7 +378,7 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
         sessions: dict[str, object] = {}
         for variant in variants:
             start = time.perf_counter()
-            path = quantize_variant(prepared, tmp / f"{variant.name}.onnx", reader, variant)
+            path = quantize_variant(prepared, tmp / f"{variant.name}.onnx", reader, variant, weights)
             sessions[variant.name] = session = cpu_session(path)
             result = gate_check(fp32_val, predict(session, val_images), val_labels)
             result["calibration_seconds"] = round(time.perf_counter() - start, 1)
@@ -332,11 +395,20 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
             chosen_path = tmp / f"{chosen}.onnx"
             session = sessions.get(chosen) or cpu_session(chosen_path)
             gate = gate_check(fp32_test, predict(session, test_images), test_labels)
+            saturation = saturation_gate(chosen_path, fp32_test, test_images, test_labels)
             attempts.append({"variant": chosen, **{k: gate[k] for k in (
                 "mean_abs_score_diff", "max_abs_score_diff", "class_agreement", "sum_drop",
                 "passed", "failures")}})
+            without_vnni = saturation["held_out_gate_without_vnni"]
+            if without_vnni is not None:
+                attempts[-1]["without_vnni"] = {k: without_vnni[k] for k in (
+                    "mean_abs_score_diff", "max_abs_score_diff", "class_agreement", "passed")}
+                if not without_vnni["passed"]:
+                    attempts[-1]["passed"] = False
+                    attempts[-1]["failures"] = attempts[-1]["failures"] + [
+                        "without VNNI (emulated int16 saturation): " + f for f in without_vnni["failures"]]
             log(f"quantize: {chosen} on the held-out split: {json.dumps(attempts[-1])}")
-            if gate["passed"]:
+            if attempts[-1]["passed"]:
                 break
         else:
             raise QuantizationGateError(
@@ -346,9 +418,12 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
         card = read_card(onnx.load(str(model)))
         card["precision"] = "int8"
         card["quantization"] = {
-            "format": "QDQ, static, per-channel symmetric INT8 weights, "
+            "format": f"QDQ, static, {WEIGHT_FORMATS[weights][2]}, "
                       + ("INT8 symmetric" if "-symmetric" in chosen else "UINT8 asymmetric") + " activations"
                       + (", conv1 kept in float" if "+conv1-float" in chosen else ""),
+            "weights": weights,
+            "saturation_safe": saturation["saturation_safe"],
+            "saturation": {k: v for k, v in saturation.items() if k != "saturation_safe"},
             "tool": "onnxruntime.quantization.quantize_static after quant_pre_process",
             "calibration": chosen,
             "calibration_slices": count,
@@ -377,7 +452,8 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
 
 def quantize_command(model: str | Path, calibration: str | Path, output: str | Path, *,
                      test_data: str | Path | None = None, calibration_count: int = 128,
-                     method: str = "auto", compare: bool = False, log=print) -> int:
+                     method: str = "auto", compare: bool = False, weights: str = DEFAULT_WEIGHTS,
+                     log=print) -> int:
     """``python -m convert quantize``: exit 0 when written, 1 when the gate rejects the model."""
     import onnx
 
@@ -391,7 +467,7 @@ def quantize_command(model: str | Path, calibration: str | Path, output: str | P
         f"{len(val)} validation, {len(test)} held-out test")
     try:
         quantize_model(model, calibration_items, _arrays(val), _arrays(test), output,
-                       method=method, compare=compare or method == "auto", log=log)
+                       method=method, compare=compare or method == "auto", weights=weights, log=log)
     except QuantizationGateError as exc:
         log(f"quantize: rejected: {exc}")
         return 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -201,10 +202,20 @@ class Scorer:
             strict_provider=strict_provider, cache_dir=cache_dir)
         self._check_contract()
         self.provider: str = self.session_info.providers[0]
+        if self.provider == "CPUExecutionProvider":
+            self._warn_int8_saturation()
         if self.session_info.resolved in ("tensorrt", "cuda", "openvino"):
             # First run builds engines / compiles kernels; do it here, not on the first file.
             self.predict(np.zeros((1, self.preprocessing.input_size, self.preprocessing.input_size, 1),
                                   dtype=np.float32))
+
+    def _warn_int8_saturation(self) -> None:
+        """One warning when an INT8 model not declared saturation-safe meets a CPU without VNNI."""
+        from deltaiqa_lite import cpu
+
+        message = cpu.saturation_warning(self.card, cpu.cpu_info(), model=self.model_path.name)
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     @property
     def providers(self) -> list[str]:

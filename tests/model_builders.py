@@ -66,3 +66,80 @@ def tiny_probabilities(mean_unit: float) -> np.ndarray:
     logits = np.array([-16.0, -8.0, 0.0, 8.0, 16.0]) * mean_unit + np.array([8.0, 4.0, 0.0, -4.0, -8.0])
     exp = np.exp(logits - logits.max())
     return exp / exp.sum()
+
+
+def make_qdq_model(path: Path, weight_limit: int = 127, seed: int = 0) -> Path:
+    """Write a small u8s8 QDQ model shaped like Delta-IQA's integer part.
+
+    ``x`` float [1, 1, 24, 24] in [0, 1] -> Q(uint8) -> conv 5x5 stride 2 (one input
+    channel: onnxruntime's im2col GEMM path) -> conv 3x3 with 16 input channels (the
+    ``MlasConvSym`` path) -> global average pool -> Gemm 16 -> 8 -> ``logits``, every
+    op between DequantizeLinear and QuantizeLinear as ``quantize_static`` writes it.
+    Weights are per-channel int8 of magnitude weight_limit / 2..weight_limit whose
+    neighbours along the reduction axis (MLAS's pairs) share a random sign: with 127
+    most pairs can exceed 32767 on uint8 inputs, while sums stay in range.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+
+    def pairs(outputs, depth):
+        """[outputs, depth] weights in reduction order, same sign within each (k, k+1) pair."""
+        magnitude = rng.integers(weight_limit // 2, weight_limit + 1, size=(outputs, depth))
+        sign = np.repeat(rng.choice([-1, 1], size=(outputs, (depth + 1) // 2)), 2, axis=1)[:, :depth]
+        return (magnitude * sign).astype(np.int8)
+
+    def conv_weights(outputs, channels, kernel):
+        # Reduction order is (kernel row, kernel column, channel), channel fastest.
+        flat = pairs(outputs, kernel * kernel * channels).reshape(outputs, kernel, kernel, channels)
+        return np.ascontiguousarray(flat.transpose(0, 3, 1, 2))
+
+    inits, nodes = [], []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def quantize(source, name, scale, zero_point=0):
+        const(f"{name}_s", np.float32(scale))
+        const(f"{name}_z", np.uint8(zero_point))
+        nodes.append(helper.make_node("QuantizeLinear", [source, f"{name}_s", f"{name}_z"], [f"{name}_q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [name]))
+        return name, scale
+
+    def integer_op(op, x, x_scale, w, y_name, y_scale, y_zero_point=0, **attributes):
+        channels = w.shape[0] if op == "Conv" else w.shape[1]
+        w_scale = rng.uniform(0.002, 0.004, channels).astype(np.float32)
+        const(f"{y_name}_w", w)
+        const(f"{y_name}_ws", w_scale)
+        const(f"{y_name}_wz", np.zeros(channels, np.int8))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{y_name}_w", f"{y_name}_ws", f"{y_name}_wz"],
+                                      [f"{y_name}_wf"], axis=0 if op == "Conv" else 1))
+        bias = rng.integers(-2000, 2000, channels).astype(np.int32)
+        const(f"{y_name}_b", bias)
+        const(f"{y_name}_bs", (x_scale * w_scale).astype(np.float32))
+        const(f"{y_name}_bz", np.zeros(channels, np.int32))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{y_name}_b", f"{y_name}_bs", f"{y_name}_bz"],
+                                      [f"{y_name}_bf"], axis=0))
+        # No Relu: a uint8 output with zero point 0 clamps at 0 (quantize_static drops it the same way).
+        nodes.append(helper.make_node(op, [x, f"{y_name}_wf", f"{y_name}_bf"], [f"{y_name}_f"], **attributes))
+        return quantize(f"{y_name}_f", y_name, y_scale, y_zero_point)
+
+    x, scale = quantize("x", "xq", 1 / 255)
+    x, scale = integer_op("Conv", x, scale, conv_weights(16, 1, 5), "c1", 0.02, strides=[2, 2])
+    x, scale = integer_op("Conv", x, scale, conv_weights(16, 16, 3), "c2", 0.05, pads=[1, 1, 1, 1])
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
+    x, scale = quantize("gap", "gq", 0.05)
+    const("flat_shape", np.array([1, 16], np.int64))
+    nodes.append(helper.make_node("Reshape", [x, "flat_shape"], ["flat"]))
+    x, scale = quantize("flat", "fq", 0.05)
+    x, scale = integer_op("Gemm", x, scale, np.ascontiguousarray(pairs(8, 16).T), "logits", 0.05, 128)
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 24, 24])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -1,4 +1,4 @@
-"""``deltaiqa-lite info``: version, models and their cards, providers, codecs."""
+"""``deltaiqa-lite info``: version, CPU integer capability, models and their cards, providers, codecs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-HELP = "show version, models and their cards, available execution providers and optional codecs"
+HELP = ("show version, the CPU's INT8 capability, models and their cards (INT8 saturation safety), "
+        "available execution providers and optional codecs")
 
 # Transfer syntaxes real CT arrives in, and what decodes them.
 CODEC_SYNTAXES = {
@@ -32,6 +33,7 @@ def collect() -> dict:
 
     from deltaiqa_lite import __version__
     from deltaiqa_lite.card import read_card
+    from deltaiqa_lite.cpu import cpu_info, saturation_risk
     from deltaiqa_lite.errors import ModelError
     from deltaiqa_lite.session import MODEL_NAMES, available_providers, model_dirs
 
@@ -41,6 +43,7 @@ def collect() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
+    cpu = cpu_info()
     models = []
     for key, file_name in MODEL_NAMES.items():
         found = next((d / file_name for d in model_dirs() if (d / file_name).is_file()), None)
@@ -50,7 +53,11 @@ def collect() -> dict:
         else:
             entry["size_mb"] = round(found.stat().st_size / 1e6, 2)
             try:
-                entry["card"] = read_card(found)
+                entry["card"] = card = read_card(found)
+                if str(card.get("precision")).lower() == "int8":
+                    quantization = card.get("quantization") or {}
+                    entry["saturation_safe"] = quantization.get("saturation_safe") is True
+                    entry["saturation_risk_here"] = saturation_risk(card, cpu)
             except ModelError as error:
                 entry["error"] = str(error)
         models.append(entry)
@@ -67,6 +74,7 @@ def collect() -> dict:
         "onnxruntime": {"distribution": onnxruntime_dist, "version": version(onnxruntime_dist or "onnxruntime"),
                         "providers": available_providers()},
         "pydicom": version("pydicom"),
+        "cpu": cpu.to_dict(),
         "models": models,
         "codecs": {"packages": {p: version(p) for p in CODEC_PACKAGES}, "decoders": decoders},
     }
@@ -104,12 +112,27 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"deltaiqa-lite {info['deltaiqa_lite']} (python {info['python']}, pydicom {info['pydicom']})\n")
     ort = info["onnxruntime"]
     out.write(f"onnxruntime: {ort['distribution']} {ort['version']}; providers: {', '.join(ort['providers'])}\n")
+    cpu = info["cpu"]
+    flags = cpu["flags"]
+    out.write(f"cpu: {cpu['model'] or cpu['machine']} ({cpu['machine']}; flags from {cpu['source']})\n")
+    if any(flags.values()) or cpu["source"] != "unknown":
+        out.write("  int8 flags: " + ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in flags.items())
+                  + "\n")
+    out.write(f"  int8 kernel: {cpu['int8_kernel']}\n")
     out.write("models:\n")
     for model in info["models"]:
         if "card" in model:
             out.write(f"  {model['name']}: {model['path']} ({model['size_mb']} MB)\n")
             for line in _card_line(model["card"]):
                 out.write(line + "\n")
+            if "saturation_safe" in model:
+                out.write("    int8 saturation-safe: " + (
+                    "yes (" + str((model["card"].get("quantization") or {}).get("saturation", {})
+                                  .get("scheme", "declared in its card")) + ")"
+                    if model["saturation_safe"] else
+                    "NO" + (": its sums can saturate on this CPU (no VNNI); use --model fp32"
+                            if model["saturation_risk_here"] else
+                            " (harmless on this CPU, which has VNNI or is not x86)")) + "\n")
         else:
             out.write(f"  {model['name']}: {model.get('error')}\n")
     out.write("codecs:\n")
