@@ -66,7 +66,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     return finetune_command(args.weights, args.data, args.output, seed=args.seed, steps=args.steps,
                             time_budget_s=args.time_budget, patience=args.patience,
-                            resume=args.resume, log=_log)
+                            resume=args.resume, eval_every=args.eval_every, batch=args.batch,
+                            quantize_method=args.quantize_method, log=_log)
 
 
 def _cmd_real_anatomy(args: argparse.Namespace) -> int:
@@ -149,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at the first evaluation past this many seconds")
     p.add_argument("--patience", type=int, default=6,
                    help="evaluations without a better validation sum before stopping")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 40)")
+    p.add_argument("--batch", type=int, default=None, help="crop batch size (default 16)")
+    p.add_argument("--quantize-method", default="auto",
+                   help="INT8 calibration: auto (compare the grid) or a fixed one, e.g. "
+                        "percentile99.99-asymmetric (see quantize --method)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/work/last.weights.h5")
     p.set_defaults(func=_cmd_finetune)
 

@@ -165,7 +165,7 @@ def finetune_command(weights: str | Path, data: str | Path, output: str | Path, 
                      steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
                      resume: bool = False, quantize: bool = True, work: str | Path | None = None,
                      eval_every: int | None = None, batch: int | None = None, real_anatomy: bool = True,
-                     log=print) -> int:
+                     quantize_method: str = "auto", log=print) -> int:
     """``python -m convert finetune``: fine-tune, export FP32 + INT8 with their gates, write the card.
 
     Returns 0 when every model was written, 1 when the INT8 gate rejected the INT8 model.
@@ -185,7 +185,8 @@ def finetune_command(weights: str | Path, data: str | Path, output: str | Path, 
                    if (Path(data) / "train.json").exists() else None, verify_count=16, log=log)
     status = 0
     if quantize:
-        status = quantize_command(output / FP32_NAME, data, output / INT8_NAME, log=log)
+        status = quantize_command(output / FP32_NAME, data, output / INT8_NAME, method=quantize_method,
+                                  log=log)
     if real_anatomy:
         from convert.real_anatomy import check_command
         check_command(output, output / "metrics.json", log=log)
