@@ -67,6 +67,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return finetune_command(args.weights, args.data, args.output, seed=args.seed, steps=args.steps,
                             time_budget_s=args.time_budget, patience=args.patience,
                             resume=args.resume, eval_every=args.eval_every, batch=args.batch,
+                            crop=args.crop,
                             quantize_method=args.quantize_method, log=_log)
 
 
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluations without a better validation sum before stopping")
     p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 40)")
     p.add_argument("--batch", type=int, default=None, help="crop batch size (default 16)")
+    p.add_argument("--crop", type=int, default=None, help="crop size in pixels (default 256)")
     p.add_argument("--quantize-method", default="auto",
                    help="INT8 calibration: auto (compare the grid) or a fixed one, e.g. "
                         "percentile99.99-asymmetric (see quantize --method)")

@@ -57,8 +57,8 @@ def _read_site_data(data: Path) -> list:
 
 def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: int = 0,
              steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
-             eval_every: int | None = None, batch: int | None = None, resume: bool = False,
-             log=print) -> dict:
+             eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
+             resume: bool = False, log=print) -> dict:
     """Fine-tune ``weights`` on the labelled slices in ``data``; write the best weights and a report.
 
     Parameters
@@ -70,8 +70,9 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
     out : path
         Folder for ``deltaiqa.weights.h5`` (the best weights), ``metrics.json``,
         ``split.json``, ``history.json`` and the checkpoints.
-    steps, eval_every, batch : int, optional
-        Override the crop phase's steps, the evaluation interval and the crop batch size.
+    steps, eval_every, batch, crop : int, optional
+        Override the crop phase's steps, the evaluation interval, the crop batch size and
+        the crop size (smaller crops train faster; the network pools globally).
     time_budget_s : float, optional
         Stop at the first evaluation past this many seconds (checkpoints are kept).
     patience : int
@@ -122,7 +123,8 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
     crop_phase, full_phase = FINETUNE.phases
     preset = Preset(
         name=FINETUNE.name,
-        phases=(Phase(steps or crop_phase.steps, crop_phase.crop, batch or crop_phase.batch, crop_phase.lr),
+        phases=(Phase(steps or crop_phase.steps, crop or crop_phase.crop, batch or crop_phase.batch,
+                      crop_phase.lr),
                 Phase(max(1, (steps or crop_phase.steps) // 10), full_phase.crop, full_phase.batch,
                       full_phase.lr)),
         weight_decay=FINETUNE.weight_decay, eval_every=eval_every or FINETUNE.eval_every,
@@ -164,7 +166,8 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
 def finetune_command(weights: str | Path, data: str | Path, output: str | Path, *, seed: int = 0,
                      steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
                      resume: bool = False, quantize: bool = True, work: str | Path | None = None,
-                     eval_every: int | None = None, batch: int | None = None, real_anatomy: bool = True,
+                     eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
+                     real_anatomy: bool = True,
                      quantize_method: str = "auto", log=print) -> int:
     """``python -m convert finetune``: fine-tune, export FP32 + INT8 with their gates, write the card.
 
@@ -178,7 +181,8 @@ def finetune_command(weights: str | Path, data: str | Path, output: str | Path, 
     work = Path(work) if work is not None else output / "work"
     output.mkdir(parents=True, exist_ok=True)
     report = finetune(weights, data, work, seed=seed, steps=steps, time_budget_s=time_budget_s,
-                      patience=patience, resume=resume, eval_every=eval_every, batch=batch, log=log)
+                      patience=patience, resume=resume, eval_every=eval_every, batch=batch, crop=crop,
+                      log=log)
     shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
     shutil.copyfile(work / "metrics.json", output / "metrics.json")
     export_command(output / WEIGHTS_NAME, output / FP32_NAME, verify_data=str(data)
