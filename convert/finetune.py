@@ -128,7 +128,8 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
                 Phase(max(1, (steps or crop_phase.steps) // 10), full_phase.crop, full_phase.batch,
                       full_phase.lr)),
         weight_decay=FINETUNE.weight_decay, eval_every=eval_every or FINETUNE.eval_every,
-        flips=FINETUNE.flips, description=FINETUNE.description)
+        flips=FINETUNE.flips,
+        description=FINETUNE.description.replace("256x256", f"{crop or crop_phase.crop}x{crop or crop_phase.crop}"))
     start = time.perf_counter()
     history = _train_reference(model, predict, x_train, y_train, x_val, s_val, out, preset, seed,
                                time_budget_s, log, patience=patience,
