@@ -7,7 +7,8 @@ What changes from v1 (``convert/simulate.py``):
    diameter, contrast phases;
 2. field of view 250-500 mm, and about one phantom in six with a display
    field smaller than the body (truncated at the image edge);
-3. acquisition: pixel-driven forward projection (numba) of the HU image over
+3. acquisition: pixel-driven forward projection (numba; each pixel's shadow a
+   box, so pixel and bin sizes may differ without moire) of the HU image over
    360 degrees, Poisson noise ``N ~ Poisson(N0 a exp(-p))`` plus a Gaussian
    electronic noise floor, tube-current modulation with patient size, and
    sparse views (720, 360, 180, 90);
@@ -359,7 +360,8 @@ def settings() -> dict:
         "noise_roi": f"soft tissue {SOFT_TISSUE_HU} HU in the body, eroded {ROI_EROSION_MM} mm",
         "streak_weight": STREAK_WEIGHT, "label_d_best_hu": LABEL_D_BEST_HU,
         "label_d_worst_hu": LABEL_D_WORST_HU, "variants_per_phantom": VARIANTS_PER_PHANTOM,
-        "geometry": "parallel beam, 360 degrees, pixel-driven projection of textured pixel phantoms",
+        "geometry": "parallel beam, 360 degrees, pixel-driven box-footprint projection of textured "
+                    "pixel phantoms",
     }
 
 
