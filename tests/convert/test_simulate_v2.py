@@ -56,7 +56,7 @@ def test_reconstruction_keeps_hu_and_texture_is_anatomy_not_noise(abdomen):
     index = np.clip(np.round(coords / p.pixel_mm + (p.hu.shape[0] - 1) / 2).astype(int), 0, p.hu.shape[0] - 1)
     truth = p.hu[np.ix_(index, index)]
     assert np.median(np.abs(clean - truth)[abdomen.roi]) < 5.0          # pixel by pixel, same orientation
-    assert np.median(clean[abdomen.roi]) == pytest.approx(np.median(truth[abdomen.roi]), abs=3.0)
+    assert abs(np.mean((clean - truth)[abdomen.roi])) < 3.0                # no HU offset
     assert np.median(clean[:12, :12]) == pytest.approx(-1000.0, abs=15.0)
     # ...with its texture, which at a huge dose is not measured as noise.
     assert clean[abdomen.roi].std() > 10.0
