@@ -91,7 +91,10 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
     weights, data, out = Path(weights), Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:
+        pass        # TensorFlow already running in this process (tests, notebooks): keep its setting
     items = _read_site_data(data)
     if len(items) < MIN_SLICES:
         raise DataError(f"{data}: {len(items)} labelled slices; fine-tuning needs at least {MIN_SLICES}")
