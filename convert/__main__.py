@@ -1,10 +1,12 @@
 """``python -m convert``: the build pipeline, each step alone or all in one go.
 
-    python -m convert simulate --out DIR --count N --seed S
+    python -m convert simulate --out DIR --count N --seed S [--version 2|1]
     python -m convert train DATA --out DIR [--preset reference|original]
     python -m convert export --weights W --output M.onnx
     python -m convert quantize --model M.onnx --calibration DIR --output M-int8.onnx
-    python -m convert all --out models/
+    python -m convert all --out models/ [--sim-version 2] [--finetune-from W]
+    python -m convert finetune --weights W --data DIR --output OUT
+    python -m convert real-anatomy --models models/
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ def _log(message: str) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from convert.simulate import simulate_dataset
+    if args.version == 2:
+        from convert.simulate_v2 import simulate_dataset
+    else:
+        from convert.simulate import simulate_dataset
 
     simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log)
     return 0
@@ -52,7 +57,24 @@ def _cmd_all(args: argparse.Namespace) -> int:
     from convert.pipeline import run_all
 
     return run_all(args.out, work=args.work, count=args.count, seed=args.seed,
-                   preset=args.preset, time_budget_s=args.time_budget, log=_log)
+                   preset=args.preset, time_budget_s=args.time_budget, sim_version=args.sim_version,
+                   finetune_from=args.finetune_from, log=_log)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from convert.finetune import finetune_command
+
+    return finetune_command(args.weights, args.data, args.output, seed=args.seed, steps=args.steps,
+                            time_budget_s=args.time_budget, patience=args.patience,
+                            resume=args.resume, eval_every=args.eval_every, batch=args.batch,
+                            crop=args.crop,
+                            quantize_method=args.quantize_method, log=_log)
+
+
+def _cmd_real_anatomy(args: argparse.Namespace) -> int:
+    from convert.real_anatomy import check_command
+
+    return check_command(args.models, args.metrics, log=_log)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1,
                    help="processes (default 1: the back-projector already uses every core)")
+    p.add_argument("--version", type=int, choices=(1, 2), default=2,
+                   help="simulator: 2 textured multi-region phantoms (default), 1 ellipse abdomens")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train Delta-IQA on an LDCTIQAC-format folder")
@@ -112,7 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=("reference", "original"), default="reference")
     p.add_argument("--time-budget", type=float, default=None)
+    p.add_argument("--sim-version", type=int, choices=(1, 2), default=1,
+                   help="simulator of the training data: 1 (default: the shipped models) or 2 (textured, multi-region)")
+    p.add_argument("--finetune-from", default=None, metavar="W",
+                   help="fine-tune these weights on the simulated data instead of training from scratch")
     p.set_defaults(func=_cmd_all)
+
+    p = sub.add_parser("finetune", help="fine-tune weights on a site's labelled slices, export FP32 + INT8")
+    p.add_argument("--weights", required=True, help="starting .weights.h5 (e.g. models/deltaiqa.weights.h5)")
+    p.add_argument("--data", required=True, help="LDCTIQAC-format folder of labelled slices (50-500)")
+    p.add_argument("--output", required=True, help="folder for the weights, ONNX models and card")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="crop-phase steps (default 600)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop at the first evaluation past this many seconds")
+    p.add_argument("--patience", type=int, default=6,
+                   help="evaluations without a better validation sum before stopping")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 40)")
+    p.add_argument("--batch", type=int, default=None, help="crop batch size (default 16)")
+    p.add_argument("--crop", type=int, default=None, help="crop size in pixels (default 256)")
+    p.add_argument("--quantize-method", default="auto",
+                   help="INT8 calibration: auto (compare the grid) or a fixed one, e.g. "
+                        "percentile99.99-asymmetric (see quantize --method)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/work/last.weights.h5")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("real-anatomy", help="score real CT slices with inserted noise against the label rule")
+    p.add_argument("--models", default="models", help="folder with deltaiqa-fp32.onnx / deltaiqa-int8.onnx")
+    p.add_argument("--metrics", default=None,
+                   help="metrics.json to add the result to (default: MODELS/metrics.json)")
+    p.set_defaults(func=_cmd_real_anatomy)
     return parser
 
 

@@ -46,13 +46,24 @@ def training_record(weights: Path) -> dict:
     if not metrics_file.exists():
         return {"source": "external weights; training unknown to this build"}
     report = json.loads(metrics_file.read_text())
-    record = {"source": "python -m convert train", "settings": report.get("settings"),
-              "seed": report.get("seed"), "splits": report.get("splits")}
+    finetuned = "finetuned_from" in report
+    record = {"source": "python -m convert " + ("finetune" if finetuned else "train"),
+              "settings": report.get("settings"), "seed": report.get("seed"),
+              "splits": report.get("splits")}
+    if finetuned:
+        record["finetuned_from"] = report["finetuned_from"]
+        record["site_data"] = report.get("site_data")
+        record["before"] = report.get("before")
     sim = Path(report.get("data", "")) / "simulation.json"
     if sim.exists():
         summary = json.loads(sim.read_text())["summary"]
+        version = summary.get("version", 1)
+        record["simulator_version"] = version
         record["data"] = {
-            "kind": "simulated low-dose abdominal CT (convert/simulate.py), not radiologist-scored",
+            "kind": ("simulated CT v2: textured head, neck, chest, abdomen and pelvis phantoms, three "
+                     "kernels (convert/simulate_v2.py)" if version == 2 else
+                     "simulated low-dose abdominal CT v1: ellipse phantoms (convert/simulate.py)")
+                    + ", not radiologist-scored",
             "labels": "monotone function of measured noise SD and streak RMS, steps of 0.2",
             **summary,
         }

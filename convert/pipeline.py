@@ -14,18 +14,28 @@ WEIGHTS_NAME = "deltaiqa.weights.h5"
 
 
 def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 1200, seed: int = 0,
-            preset: str = "reference", time_budget_s: float | None = None, log=print) -> int:
+            preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 1,
+            finetune_from: str | Path | None = None, log=print) -> int:
+    """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card."""
     from convert.export import export_command
     from convert.quantize import quantize_command
-    from convert.simulate import simulate_dataset
     from convert.train import train
 
+    if sim_version == 2:
+        from convert.simulate_v2 import simulate_dataset
+    else:
+        from convert.simulate import simulate_dataset
     out, work = Path(out), Path(work)
-    data, run = work / "sim", work / "train"
+    data, run = work / f"sim-v{sim_version}", work / "train"
     if (data / "simulation.json").exists():
         log(f"all: reusing simulated data in {data}")
     else:
         simulate_dataset(data, count, seed=seed, log=log)
+    if finetune_from is not None:
+        from convert.finetune import finetune_command
+
+        return finetune_command(finetune_from, data, out, seed=seed, time_budget_s=time_budget_s,
+                                work=work / "finetune", log=log)
     if (run / "metrics.json").exists():
         log(f"all: reusing trained weights in {run}")
     else:
@@ -40,6 +50,9 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     status = quantize_command(out / FP32_NAME, data, out / INT8_NAME, log=log)
     if status != 0:
         return status
+    from convert.real_anatomy import check_command
+
+    check_command(out, out / "metrics.json", log=log)
     write_model_card(out, log=log)
     return 0
 
@@ -54,11 +67,16 @@ def write_model_card(models: Path, log=print) -> Path:
     int8 = read_card(onnx.load(str(models / INT8_NAME), load_external_data=False))
     files = {p.name: sha256_file(p) for p in sorted(models.iterdir())
              if p.suffix in (".onnx", ".h5") or p.name == "metrics.json"}
+    metrics_file = models / "metrics.json"
+    real = (json.loads(metrics_file.read_text()).get("real_anatomy") if metrics_file.exists() else None)
+    real_summary = ({k: real[k] for k in ("method", "levels_hu", "summary", "outside_scope", "target")
+                     if k in real} if real else None)
     (models / "model-card.json").write_text(json.dumps(
-        {"fp32": fp32, "int8": int8, "sha256": files}, indent=1, sort_keys=True))
+        {"fp32": fp32, "int8": int8, "real_anatomy": real_summary, "sha256": files},
+        indent=1, sort_keys=True))
     from convert.card_markdown import render
 
     path = models / "MODEL_CARD.md"
-    path.write_text(render(fp32, int8, files))
+    path.write_text(render(fp32, int8, files, real_summary))
     log(f"all: wrote {path}")
     return path

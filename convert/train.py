@@ -164,7 +164,14 @@ def _random_crops(images: np.ndarray, index: np.ndarray, crop: int, flips: bool,
 
 
 def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, preset: Preset, seed: int,
-                     time_budget_s: float | None, log) -> list[dict]:
+                     time_budget_s: float | None, log, *, patience: int | None = None,
+                     initial_best: float | None = None) -> list[dict]:
+    """Steps of ``preset``; checkpoint on the best validation sum.
+
+    ``initial_best`` is the validation sum of the weights the model starts
+    from (fine-tuning): a checkpoint must beat it. ``patience`` stops after that
+    many evaluations without a better sum (early stopping).
+    """
     import keras
 
     rng = np.random.default_rng(seed)
@@ -172,7 +179,8 @@ def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, 
                                        weight_decay=preset.weight_decay)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy")
     history: list[dict] = []
-    best = -math.inf
+    best = -math.inf if initial_best is None else initial_best
+    since_best = 0
     start = time.perf_counter()
     step = 0
     losses: list[float] = []
@@ -198,10 +206,17 @@ def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, 
                     best = val["sum"]
                     model.save_weights(out / "best.weights.h5")
                     entry["best"] = True
+                    since_best = 0
+                else:
+                    since_best += 1
                 log(f"train: {json.dumps(entry)}")
                 (out / "history.json").write_text(json.dumps(history, indent=1))
                 if time_budget_s is not None and elapsed > time_budget_s:
                     log(f"train: time budget of {time_budget_s:.0f} s reached at step {step}")
+                    return history
+                if patience is not None and since_best >= patience:
+                    log(f"train: early stop at step {step}: no better validation sum in "
+                        f"{patience} evaluations")
                     return history
     return history
 
