@@ -405,6 +405,41 @@ def _init_worker() -> None:
     numba.set_num_threads(1)
 
 
+def run_phantom_jobs(simulate_phantom, out: Path, count: int, seed: int, variants: int,
+                     workers: int | None, *, log, name: str) -> tuple[list[dict], dict, float, int]:
+    """Simulate ``count`` slices, ``variants`` per phantom, and write ``train.json``.
+
+    The one job loop of both simulators: ``simulate_phantom((seed, phantom,
+    first, n, out))`` writes one phantom's slices into ``out/image`` and returns
+    their records. Runs in a spawn pool when ``workers > 1`` (numba one thread
+    per worker). Returns the records sorted by file, the labels, the seconds
+    taken and the number of workers.
+    """
+    (out / "image").mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, index, first, min(variants, count - first), str(out))
+            for index, first in enumerate(range(0, count, variants))]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    start = time.perf_counter()
+    records: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            import multiprocessing as mp
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
+            batches = pool.imap(simulate_phantom, jobs)
+        else:
+            batches = map(simulate_phantom, jobs)
+        for done, batch in enumerate(batches, 1):
+            records.extend(batch)
+            if done % 10 == 0 or done == len(jobs):
+                elapsed = time.perf_counter() - start
+                log(f"{name}: {len(records)}/{count} slices, {elapsed:.0f} s "
+                    f"({60 * len(records) / max(elapsed, 1e-9):.1f} slices/min)")
+    records.sort(key=lambda r: r["file"])
+    labels = {r["file"]: r["label"] for r in records}
+    (out / "train.json").write_text(json.dumps(labels, indent=1))
+    return records, labels, time.perf_counter() - start, workers
+
+
 def simulate_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None = None,
                      variants: int = VARIANTS_PER_PHANTOM, log=print) -> dict:
     """Write ``count`` slices as an LDCTIQAC training folder: ``image/*.tif`` + ``train.json``.
@@ -414,28 +449,8 @@ def simulate_dataset(out: str | Path, count: int, seed: int = 0, workers: int | 
     by phantom.
     """
     out = Path(out)
-    (out / "image").mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for phantom_index, first in enumerate(range(0, count, variants)):
-        jobs.append((seed, phantom_index, first, min(variants, count - first), str(out)))
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    start = time.perf_counter()
-    records: list[dict] = []
-    with contextlib.ExitStack() as stack:
-        if workers > 1:
-            import multiprocessing as mp
-            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
-            batches = pool.imap(_simulate_phantom, jobs)
-        else:
-            batches = map(_simulate_phantom, jobs)
-        for done, batch in enumerate(batches, 1):
-            records.extend(batch)
-            if done % 10 == 0 or done == len(jobs):
-                log(f"simulate: {len(records)}/{count} slices, {time.perf_counter() - start:.0f} s")
-    records.sort(key=lambda r: r["file"])
-    labels = {r["file"]: r["label"] for r in records}
-    (out / "train.json").write_text(json.dumps(labels, indent=1))
-    elapsed = time.perf_counter() - start
+    records, labels, elapsed, _ = run_phantom_jobs(_simulate_phantom, out, count, seed, variants,
+                                                   workers, log=log, name="simulate")
     scores = np.array(list(labels.values()))
     summary = {
         "count": len(records), "seed": seed, "seconds": round(elapsed, 1),

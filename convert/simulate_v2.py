@@ -27,11 +27,9 @@ so a dataset is reproducible for a seed whatever the number of workers.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +37,7 @@ import numpy as np
 
 from convert.anatomy import (MU_WATER_PER_MM, PHASE_WEIGHTS, PHASES, REGION_WEIGHTS, REGIONS,
                              TexturedPhantom, _MAX_EXTENT, make_textured_phantom)
-from convert.simulate import _load_backprojector
+from convert.simulate import _load_backprojector, run_phantom_jobs
 from deltaiqa_lite.label_rule import (LABEL_D_BEST_HU, LABEL_D_WORST_HU, STREAK_WEIGHT,
                                       likert_label)
 from deltaiqa_lite.preprocess import window_hu
@@ -340,11 +338,6 @@ def _simulate_phantom(job: tuple[int, int, int, int, str]) -> list[dict]:
     return records
 
 
-def _init_worker() -> None:
-    import numba
-    numba.set_num_threads(1)
-
-
 def settings() -> dict:
     """Every constant that shapes a v2 dataset (recorded in simulation.json and the card)."""
     return {
@@ -374,29 +367,8 @@ def simulate_dataset(out: str | Path, count: int, seed: int = 0, workers: int | 
     streaks); the trainer splits by its ``phantom`` field.
     """
     out = Path(out)
-    (out / "image").mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, index, first, min(variants, count - first), str(out))
-            for index, first in enumerate(range(0, count, variants))]
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    start = time.perf_counter()
-    records: list[dict] = []
-    with contextlib.ExitStack() as stack:
-        if workers > 1:
-            import multiprocessing as mp
-            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
-            batches = pool.imap(_simulate_phantom, jobs)
-        else:
-            batches = map(_simulate_phantom, jobs)
-        for done, batch in enumerate(batches, 1):
-            records.extend(batch)
-            if done % 10 == 0 or done == len(jobs):
-                elapsed = time.perf_counter() - start
-                log(f"simulate v2: {len(records)}/{count} slices, {elapsed:.0f} s "
-                    f"({60 * len(records) / max(elapsed, 1e-9):.1f} slices/min)")
-    records.sort(key=lambda r: r["file"])
-    labels = {r["file"]: r["label"] for r in records}
-    (out / "train.json").write_text(json.dumps(labels, indent=1))
-    elapsed = time.perf_counter() - start
+    records, labels, elapsed, workers = run_phantom_jobs(_simulate_phantom, out, count, seed, variants,
+                                                         workers, log=log, name="simulate v2")
     scores = np.array(list(labels.values()))
     summary = {
         "version": VERSION, "count": len(records), "seed": seed, "workers": workers,
