@@ -104,6 +104,13 @@ class PhysicsResult:
     physics_note: str | None = None
 
 
+#: The physics keys of a result, the same in every output format and in SliceResult.
+PHYSICS_FIELDS = ("noise_hu", "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "noise_score",
+                  "flags", "physics_note")
+#: Flag codes of a slice joined in one text field (CSV, QA log); codes never contain it.
+FLAG_SEPARATOR = ";"
+
+
 def _even(hu: np.ndarray) -> np.ndarray:
     """The plane as float32 with an even number of rows and columns (an odd last one repeated)."""
     plane = np.asarray(hu, dtype=np.float32)

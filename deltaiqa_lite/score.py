@@ -26,7 +26,7 @@ import numpy as np
 
 from deltaiqa_lite.card import read_card
 from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError, RefusedInput
-from deltaiqa_lite.physics import SliceMeasurement, measure_slice
+from deltaiqa_lite.physics import PHYSICS_FIELDS, SliceMeasurement, measure_slice
 from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
 from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
@@ -34,8 +34,6 @@ from deltaiqa_lite.read.series import group_series
 __all__ = ["Scorer", "SliceResult", "SeriesResult", "likert_from_probabilities",
            "summarise_series", "summarise_scores", "group_results", "prepare_slice", "read_file"]
 
-_PHYSICS_FIELDS = ("noise_hu", "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "noise_score",
-                   "flags", "physics_note")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 CLASSES = np.arange(5, dtype=np.float64)
@@ -373,7 +371,7 @@ class Scorer:
         for result, measurement in zip(results, physics or ()):
             if measurement is not None:
                 found = measurement.finish(result.score)
-                for name in _PHYSICS_FIELDS:
+                for name in PHYSICS_FIELDS:
                     setattr(result, name, getattr(found, name))
         return results
 

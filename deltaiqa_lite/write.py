@@ -12,22 +12,20 @@ import json
 import math
 from typing import Callable, Sequence, TextIO
 
+from deltaiqa_lite.physics import FLAG_SEPARATOR, PHYSICS_FIELDS
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header", "slice_record",
            "series_record", "csv_row"]
 
 #: Physics beside the network (deltaiqa_lite.physics), the same keys in every format.
-PHYSICS_KEYS = ("noise_hu", "water_equivalent_diameter_mm", "ctdivol_mgy", "ssde_mgy", "noise_score",
-                "flags", "physics_note")
+PHYSICS_KEYS = PHYSICS_FIELDS
 CSV_COLUMNS = ["path", "frame", "sop_instance_uid", "series_uid", "slice_location", "instance_number",
                "score", "likert", "label", "p0", "p1", "p2", "p3", "p4", "status", "error",
                "model", "precision", "provider", "policy_override", "policy_note", "refused_kind"] + list(PHYSICS_KEYS)
 SERIES_KEYS = ["series_uid", "n_slices", "n_ok", "n_failed", "mean", "median", "minimum", "p10",
                "flag_below", "n_below", "noise_hu_median", "water_equivalent_diameter_mm_middle",
                "ssde_mgy_mean", "n_flagged"]
-#: In CSV the flag codes of a slice are joined with this (codes never contain it).
-FLAG_SEPARATOR = ";"
 
 
 def run_header(model: str, precision: str, model_version: str | None, model_path: str,

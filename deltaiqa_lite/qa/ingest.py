@@ -17,7 +17,8 @@ from typing import Protocol
 
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.header import CT_SOP_CLASSES, QAHeader, read_qa_header, refusal_reason
-from deltaiqa_lite.qa.log import FLAG_SEPARATOR, QALog, SliceRecord
+from deltaiqa_lite.physics import FLAG_SEPARATOR
+from deltaiqa_lite.qa.log import QALog, SliceRecord
 from deltaiqa_lite.read.policy import header_refusal_kind
 
 SCORED, REFUSED, ERROR, DUPLICATE = "scored", "refused", "error", "duplicate"

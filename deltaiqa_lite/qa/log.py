@@ -169,8 +169,7 @@ ALTER TABLE series ADD COLUMN ssde_mgy_mean REAL;
 ALTER TABLE series ADD COLUMN n_flagged INTEGER NOT NULL DEFAULT 0
 """
 
-#: Flag codes of a slice in the ``flags`` column: joined with this; '' means none, NULL unknown.
-FLAG_SEPARATOR = ";"
+# Flag codes of a slice in the ``flags`` column: joined with FLAG_SEPARATOR; '' means none, NULL unknown.
 
 
 def _backfill_series(conn: sqlite3.Connection) -> None:
