@@ -26,7 +26,6 @@ source has no patient or study identity (never an SR with invented identity).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 
 from deltaiqa_lite import __version__
 from deltaiqa_lite.errors import DeltaIQAError
+from deltaiqa_lite.physics import FLAG_SEPARATOR
 
 __all__ = ["SRError", "SRRefused", "SRModel", "SROutcome", "PRIVATE_SCHEME", "PRIVATE_CODES",
            "sr_uids", "model_identity", "build_sr", "write_sr", "write_series_srs",
@@ -262,16 +262,11 @@ def _text_item(name, value: str):
 
 
 def _flags(flags: Any) -> list[str]:
-    # A SliceResult has a list; a log row may hold the list as JSON text.
+    # A SliceResult has a list; a QA log row holds the codes joined with FLAG_SEPARATOR.
     if not flags:
         return []
     if isinstance(flags, str):
-        try:
-            flags = json.loads(flags)
-        except ValueError:
-            return [flags]
-        if isinstance(flags, str):
-            return [flags]
+        return [flag for flag in flags.split(FLAG_SEPARATOR) if flag]
     return [str(flag) for flag in flags]
 
 

@@ -253,11 +253,11 @@ def test_missing_highdicom_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
         _hd()
 
 
-def test_flags_stored_as_json_text_are_split() -> None:
+def test_flags_as_the_qa_log_stores_them_are_split() -> None:
     identity = ct_dataset()
     identity.StudyInstanceUID = STUDY
     result = PhysicsResult("1.2.826.0.1.3680043.8.498.321", "1.2.826.0.1.3680043.8.498.302",
-                           2.0, 2, flags='["streaks", "low dose"]')  # as a QA log column may hold them
+                           2.0, 2, flags="streaks;low dose")  # as the QA log's flags column holds them
     sr = build_sr([result], identity, MODEL,
                   sop_classes={result.sop_instance_uid: identity.SOPClassUID})
     assert read_sr_values(sr)["slices"][0]["flags"] == ["streaks", "low dose"]
