@@ -642,17 +642,7 @@ class QALog:
     def sr_events(self, *, series_uid: str | None = None, event: str | None = None
                   ) -> list[SREvent]:
         """SR events, optionally of one series and/or one kind, oldest first."""
-        clauses, params = [], []
-        for column, value in (("series_uid", series_uid), ("event", event)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {', '.join(_SR_COLUMNS)} FROM sr_reports{where} ORDER BY id", params
-            ).fetchall()
-        return [SREvent(**dict(zip(_SR_COLUMNS, row))) for row in rows]
+        return self._select("sr_reports", _SR_COLUMNS, SREvent, series_uid=series_uid, event=event)
 
     def input_seen(self, path: str, size: int, mtime_ns: int) -> bool:
         """Whether this exact file version (path, size, mtime) was already dealt with."""
@@ -665,6 +655,16 @@ class QALog:
             "SELECT 1 FROM slices WHERE sop_instance_uid = ? AND status != 'error' LIMIT 1",
             (sop_instance_uid,))
         return row is not None
+
+    def _select(self, table: str, columns: Sequence[str], record, **equal: str | None) -> list:
+        """Rows of ``table`` whose columns equal the given values (None: any), as ``record``s, by id."""
+        wanted = {column: value for column, value in equal.items() if value is not None}
+        where = " WHERE " + " AND ".join(f"{column} = ?" for column in wanted) if wanted else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY id", list(wanted.values())
+            ).fetchall()
+        return [record(**dict(zip(columns, row))) for row in rows]
 
     def _read_one(self, sql: str, params: tuple) -> tuple | None:
         # The write lock of another process can block reads too (e.g. BEGIN EXCLUSIVE);
@@ -693,19 +693,7 @@ class QALog:
     def slices(self, *, series_uid: str | None = None, status: str | None = None
                ) -> list[SliceRecord]:
         """Slice rows, optionally of one series and/or one status, in insertion order."""
-        clauses, params = [], []
-        if series_uid is not None:
-            clauses.append("series_uid = ?")
-            params.append(series_uid)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {', '.join(_SLICE_COLUMNS)} FROM slices{where} ORDER BY id", params
-            ).fetchall()
-        return [SliceRecord(**dict(zip(_SLICE_COLUMNS, row))) for row in rows]
+        return self._select("slices", _SLICE_COLUMNS, SliceRecord, series_uid=series_uid, status=status)
 
     def series(self, *, since: str | None = None, until: str | None = None) -> list[SeriesRow]:
         """Series summaries ordered by acquisition time (then first scoring time).
