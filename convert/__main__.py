@@ -50,7 +50,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     return quantize_command(args.model, args.calibration, args.output, test_data=args.test_data,
                             calibration_count=args.calibration_count, method=args.method,
-                            compare=args.compare, weights=args.weights, log=_log)
+                            compare=args.compare, weights=args.weights,
+                            equalize_ranges=args.equalize, log=_log)
 
 
 def _cmd_all(args: argparse.Namespace) -> int:
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("s7", "s8", "u8"), default="s7",
                    help="weight format: s7 = 7-bit int8 weights, cannot saturate the int16 pair sums "
                         "of CPUs without VNNI (default); s8 = full-range int8; u8 = uint8")
+    p.add_argument("--no-equalize", dest="equalize", action="store_false",
+                   help="skip cross-layer range equalization before calibration (for comparison)")
     p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("all", help="simulate -> train -> export -> quantize -> verify")

@@ -50,6 +50,35 @@ def _without_vnni_line(q: dict) -> str:
             f"passed: {emulated['passed']}")
 
 
+def _float_layers_line(q: dict) -> str:
+    layers = q.get("float_layers") or "softmax"
+    return (f"- kept in float: {layers}. Quantized, the logits had a uint8 step of about 0.18 on "
+            "the v2 network and near-tie argmaxes flipped; conv1 in float avoids 5.5 HU input steps")
+
+
+def _equalization_line(q: dict) -> str:
+    eq = q.get("equalization")
+    if not eq:
+        return "- cross-layer range equalization: not applied"
+    pairs = ", ".join(f"{p['first'].split('/')[0]} -> {p['second'].split('/')[0]} (channel range "
+                      f"spread {p['range_spread_before']} -> {p['range_spread_after']})"
+                      for p in eq.get("pairs", []))
+    return (f"- {eq.get('method')}: {pairs}; the equalized graph gives the FP32 scores within "
+            f"{eq.get('fp32_parity_max_abs_score_diff')}")
+
+
+def _symmetric_line(q: dict) -> str:
+    comparison = q.get("comparison_on_validation") or {}
+    passing = [n for n, r in comparison.items() if "-symmetric" in n and r.get("passed")]
+    if q.get("tensorrt_compatible"):
+        return "- the shipped calibration has symmetric INT8 activations, which TensorRT accepts"
+    if not passing:
+        return ("- no calibration with symmetric activations (TensorRT's INT8) passes the gate on "
+                "validation; on TensorRT run the FP32 model, which the runtime builds as FP16")
+    return (f"- {len(passing)} calibration(s) with symmetric activations pass on validation but rank "
+            "lower; on TensorRT run the FP32 model (FP16) or re-quantize with one of them")
+
+
 def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | None = None) -> str:
     training = fp32.get("training", {})
     data = training.get("data", {})
@@ -172,10 +201,9 @@ def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | N
         f"{q.get('held_out_near_ties', {}).get('of', '?')} held-out slices have their top two "
         f"probabilities within {q.get('held_out_near_ties', {}).get('gap', '?')} of each other,",
         "  where tiny score shifts flip the argmax.",
-        "- symmetric activations (needed by TensorRT's INT8) lose too much on this model (none",
-        "  passes the gate on validation); on TensorRT run the FP32 model, which the runtime",
-        "  builds as FP16. Keeping conv1 in float (the INT8 step of the [0, 1] input is 5.5 HU)",
-        "  did not help either (`+conv1-float` variants, measured while building the first INT8 model).",
+        _float_layers_line(q),
+        _equalization_line(q),
+        _symmetric_line(q),
         "",
         "| calibration (validation split) | mean abs score diff | max abs score diff | class agreement | sum drop | CPU ms/slice |",
         "|---|---|---|---|---|---|",

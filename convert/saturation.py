@@ -337,19 +337,47 @@ class _Emulator:
         quantised[quantize.output[0]] = _requantize(acc, scale, int(y_zp), y_zp.dtype)
         values[node.output[0]] = None
 
-    def _op_Conv(self, node, values, quantised):
-        operands = self._integer_operands(node, values)
-        if operands is None:
-            raise NotImplementedError(f"{node.name}: only u8s8 QDQ convolutions are emulated")
-        x_q, x_zp, x_scale, w_q, w_scale, bias, quantize = operands
+    def _op_Relu(self, node, values, quantised):
+        values[node.output[0]] = np.maximum(values[node.input[0]], np.float32(0))
+
+    def _is_float(self, node, values) -> bool:
+        """A layer left in float by the quantizer: float operands, no QuantizeLinear fused after."""
+        return (self._single_quantize_consumer(node) is None
+                and _dq_source(node.input[1], self.producers, self.inits) is None
+                and values[node.input[0]].dtype == np.float32)
+
+    def _conv_geometry(self, node):
         if self._attr(node, "group", 1) != 1 or any(d != 1 for d in self._attr(node, "dilations", [1, 1])):
             raise NotImplementedError(f"{node.name}: grouped or dilated convolution")
-        n_out, _, kh, kw = w_q.shape
-        strides = self._attr(node, "strides", [1, 1])
-        pads = self._attr(node, "pads", [0, 0, 0, 0])
         auto_pad = self._attr(node, "auto_pad", b"NOTSET")
         if auto_pad not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
             raise NotImplementedError(f"{node.name}: auto_pad {auto_pad!r}")
+        return self._attr(node, "strides", [1, 1]), self._attr(node, "pads", [0, 0, 0, 0])
+
+    def _float_conv(self, node, values):
+        """A convolution kept in float (e.g. conv1): float32 im2col times float32 weights."""
+        x, w = values[node.input[0]], values[node.input[1]].astype(np.float32)
+        strides, pads = self._conv_geometry(node)
+        n_out, _, kh, kw = w.shape
+        weights = w.transpose(2, 3, 1, 0).reshape(-1, n_out)
+        bias = values[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else 0
+        outputs = []
+        for image in x:
+            cols, oh, ow = _im2col_nhwc(image.transpose(1, 2, 0), (kh, kw), strides,
+                                        (pads[0], pads[1], pads[2], pads[3]), 0)
+            outputs.append((cols.astype(np.float32) @ weights + bias).reshape(oh, ow, n_out).transpose(2, 0, 1))
+        values[node.output[0]] = np.stack(outputs).astype(np.float32)
+
+    def _op_Conv(self, node, values, quantised):
+        operands = self._integer_operands(node, values)
+        if operands is None and self._is_float(node, values):
+            self._float_conv(node, values)
+            return
+        if operands is None:
+            raise NotImplementedError(f"{node.name}: only u8s8 QDQ convolutions are emulated")
+        x_q, x_zp, x_scale, w_q, w_scale, bias, quantize = operands
+        strides, pads = self._conv_geometry(node)
+        n_out, _, kh, kw = w_q.shape
         weights = w_q.transpose(2, 3, 1, 0).reshape(-1, n_out)   # [kh*kw*C, N]
         column_sums = weights.astype(np.int64).sum(axis=0)
         outputs = []
@@ -363,6 +391,17 @@ class _Emulator:
 
     def _op_Gemm(self, node, values, quantised):
         operands = self._integer_operands(node, values)
+        if operands is None and self._is_float(node, values):
+            # A Gemm kept in float (the classifier head): float32 as onnxruntime runs it.
+            a = values[node.input[0]]
+            b = values[node.input[1]].astype(np.float32)
+            a = a.T if self._attr(node, "transA", 0) else a
+            b = b.T if self._attr(node, "transB", 0) else b
+            y = np.float32(self._attr(node, "alpha", 1.0)) * (a.reshape(a.shape[0], -1) @ b)
+            if len(node.input) > 2 and node.input[2]:
+                y = y + np.float32(self._attr(node, "beta", 1.0)) * values[node.input[2]].astype(np.float32)
+            values[node.output[0]] = y.astype(np.float32)
+            return
         if operands is None:
             raise NotImplementedError(f"{node.name}: only u8s8 QDQ Gemms are emulated")
         x_q, x_zp, x_scale, w_q, w_scale, bias, quantize = operands

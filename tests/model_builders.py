@@ -68,7 +68,7 @@ def tiny_probabilities(mean_unit: float) -> np.ndarray:
     return exp / exp.sum()
 
 
-def make_qdq_model(path: Path, weight_limit: int = 127, seed: int = 0) -> Path:
+def make_qdq_model(path: Path, weight_limit: int = 127, seed: int = 0, float_ends: bool = False) -> Path:
     """Write a small u8s8 QDQ model shaped like Delta-IQA's integer part.
 
     ``x`` float [1, 1, 24, 24] in [0, 1] -> Q(uint8) -> conv 5x5 stride 2 (one input
@@ -78,6 +78,9 @@ def make_qdq_model(path: Path, weight_limit: int = 127, seed: int = 0) -> Path:
     Weights are per-channel int8 of magnitude weight_limit / 2..weight_limit whose
     neighbours along the reduction axis (MLAS's pairs) share a random sign: with 127
     most pairs can exceed 32767 on uint8 inputs, while sums stay in range.
+    With ``float_ends`` the first conv and the Gemm are left in float (float
+    weights and bias, no QuantizeLinear around them), as ``quantize_static``
+    writes the layers our INT8 models keep in float (conv1 and the head).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -126,15 +129,32 @@ def make_qdq_model(path: Path, weight_limit: int = 127, seed: int = 0) -> Path:
         nodes.append(helper.make_node(op, [x, f"{y_name}_wf", f"{y_name}_bf"], [f"{y_name}_f"], **attributes))
         return quantize(f"{y_name}_f", y_name, y_scale, y_zero_point)
 
-    x, scale = quantize("x", "xq", 1 / 255)
-    x, scale = integer_op("Conv", x, scale, conv_weights(16, 1, 5), "c1", 0.02, strides=[2, 2])
+    def float_op(op, x, w, y_name, **attributes):
+        channels = w.shape[0] if op == "Conv" else w.shape[1]
+        w_scale = rng.uniform(0.002, 0.004, channels).astype(np.float32)
+        scale_shape = (-1, 1, 1, 1) if op == "Conv" else (1, -1)
+        const(f"{y_name}_w", (w * w_scale.reshape(scale_shape)).astype(np.float32))
+        const(f"{y_name}_b", rng.uniform(-0.1, 0.1, channels).astype(np.float32))
+        nodes.append(helper.make_node(op, [x, f"{y_name}_w", f"{y_name}_b"], [y_name], **attributes))
+        return y_name
+
+    if float_ends:
+        float_op("Conv", "x", conv_weights(16, 1, 5), "c1_f", strides=[2, 2])
+        nodes.append(helper.make_node("Relu", ["c1_f"], ["c1_r"]))
+        x, scale = quantize("c1_r", "c1", 0.02)
+    else:
+        x, scale = quantize("x", "xq", 1 / 255)
+        x, scale = integer_op("Conv", x, scale, conv_weights(16, 1, 5), "c1", 0.02, strides=[2, 2])
     x, scale = integer_op("Conv", x, scale, conv_weights(16, 16, 3), "c2", 0.05, pads=[1, 1, 1, 1])
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
     x, scale = quantize("gap", "gq", 0.05)
     const("flat_shape", np.array([1, 16], np.int64))
     nodes.append(helper.make_node("Reshape", [x, "flat_shape"], ["flat"]))
     x, scale = quantize("flat", "fq", 0.05)
-    x, scale = integer_op("Gemm", x, scale, np.ascontiguousarray(pairs(8, 16).T), "logits", 0.05, 128)
+    if float_ends:
+        float_op("Gemm", x, np.ascontiguousarray(pairs(8, 16).T), "logits")
+    else:
+        x, scale = integer_op("Gemm", x, scale, np.ascontiguousarray(pairs(8, 16).T), "logits", 0.05, 128)
     graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 24, 24])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])],
                               initializer=inits)

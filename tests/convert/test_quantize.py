@@ -111,7 +111,8 @@ def test_variant_names_round_trip_and_grid():
     from convert.quantize import Variant, all_variants
 
     names = [v.name for v in all_variants()]
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 20
+    assert sum(name.endswith("+conv1-float") for name in names) == 10
     for name in names:
         assert Variant.parse(name).name == name
     assert Variant.parse("entropy") == Variant("entropy", True, False)
