@@ -6,6 +6,7 @@
     python -m convert quantize --model M.onnx --calibration DIR --output M-int8.onnx
     python -m convert all --out models/ [--sim-version 2] [--finetune-from W]
     python -m convert finetune --weights W --data DIR --output OUT
+    python -m convert finetune --weights W --labels FILE --data DIR [DIR ...] --output OUT
     python -m convert real-anatomy --models models/
 """
 
@@ -63,13 +64,22 @@ def _cmd_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    from convert.data import DataError
     from convert.finetune import finetune_command
+    from convert.model import WeightsError
+    from deltaiqa_lite.errors import DeltaIQAError
 
-    return finetune_command(args.weights, args.data, args.output, seed=args.seed, steps=args.steps,
-                            time_budget_s=args.time_budget, patience=args.patience,
-                            resume=args.resume, eval_every=args.eval_every, batch=args.batch,
-                            crop=args.crop,
-                            quantize_method=args.quantize_method, log=_log)
+    try:
+        return finetune_command(args.weights, args.data, args.output, labels=args.labels,
+                                image_window=args.image_window, seed=args.seed, steps=args.steps,
+                                time_budget_s=args.time_budget, patience=args.patience,
+                                resume=args.resume, eval_every=args.eval_every, batch=args.batch,
+                                crop=args.crop,
+                                quantize_method=args.quantize_method, log=_log)
+    except (DataError, WeightsError, DeltaIQAError) as exc:
+        # Bad site data, labels or weights: one line, exit 2 (as a usage error), no traceback.
+        _log(f"finetune: error: {exc}")
+        return 2
 
 
 def _cmd_real_anatomy(args: argparse.Namespace) -> int:
@@ -79,6 +89,8 @@ def _cmd_real_anatomy(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deltaiqa_lite.commands._args import hu_window
+
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,7 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune weights on a site's labelled slices, export FP32 + INT8")
     p.add_argument("--weights", required=True, help="starting .weights.h5 (e.g. models/deltaiqa.weights.h5)")
-    p.add_argument("--data", required=True, help="LDCTIQAC-format folder of labelled slices (50-500)")
+    p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                   help="LDCTIQAC-format folder of labelled slices (50-500); with --labels, the image "
+                        "files or folders (recursive) the label file names: DICOM, TIFF, .npy, PNG")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="reference scores as deltaiqa-lite evaluate reads them: LDCTIQAC JSON "
+                        "({\"0000.tif\": 2.8} or {\"valid_0.tif\": {\"scores\": [...]}}) or CSV "
+                        "file,score / file,frame,score; matched to the images by file name and frame")
+    p.add_argument("--image-window", type=hu_window, default=None, metavar="CENTRE,WIDTH",
+                   help="with --labels: the HU window plain images (PNG, JPEG, integer TIFF) were "
+                        "saved with")
     p.add_argument("--output", required=True, help="folder for the weights, ONNX models and card")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="crop-phase steps (default 600)")

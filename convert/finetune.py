@@ -1,11 +1,14 @@
 """``python -m convert finetune``: adapt shipped weights to a site's own labelled slices.
 
 A site with reader scores for 50-500 of its own slices (LDCTIQAC layout, or
-the label files ``deltaiqa-lite evaluate`` reads) fine-tunes the shipped
-network rather than training from scratch:
+the label files ``deltaiqa-lite evaluate`` reads over its DICOM, TIFF, .npy or
+PNG images, read and preprocessed by the runtime's own code:
+:mod:`convert.site_data`) fine-tunes the shipped network rather than training
+from scratch:
 
 1. split the slices into train / validation / held-out test, disjoint by
-   group (patient or phantom when the folder says so), reproducible for a seed;
+   group (DICOM Patient ID, else the image's folder; phantom for simulated
+   data), reproducible for a seed, recorded in ``split.json``;
 2. score validation and test with the starting weights ("before");
 3. train on random crops (then whole slices) from the starting weights with a
    low learning rate, evaluate on validation every few steps, keep the best
@@ -24,16 +27,19 @@ simulator v2 data (see docs/simulator.md).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from convert.data import DataError, fuzzy_label, load_arrays, read_folder, split_by_group
+from convert.data import DataError, LabelledSlice, fuzzy_label, split_by_group
 from convert.evaluation import expected_score, quality_metrics
-from convert.model import load_model, sha256_file
+from convert.model import load_model, save_network_weights, sha256_file
+from convert.site_data import SiteData, read_site_data
 from convert.train import Phase, Preset, _predictor, _train_reference
 
 FINETUNE = Preset(
@@ -50,23 +56,65 @@ FINETUNE = Preset(
 MIN_SLICES = 20
 
 
-def _read_site_data(data: Path) -> list:
-    """The site's labelled slices: an LDCTIQAC layout (train, test or validation folder)."""
-    return read_folder(data)
+Split = tuple[list[LabelledSlice], list[LabelledSlice], list[LabelledSlice]]
 
 
-def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: int = 0,
-             steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
-             eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
-             resume: bool = False, log=print) -> dict:
+def load_site(data: str | os.PathLike | Sequence[str | os.PathLike],
+              labels: str | os.PathLike | None = None, *,
+              image_window: tuple[float, float] | None = None, log=print) -> SiteData:
+    """Read the site's labelled slices, report every left-out item, refuse too few.
+
+    Raises
+    ------
+    DataError
+        Fewer than ``MIN_SLICES`` usable labelled slices (one line, with the counts).
+    """
+    site = read_site_data(data, labels, image_window=image_window)
+    for line in site.report_lines():
+        log(f"finetune: {line}")
+    log(f"finetune: {len(site.items)} labelled slices from {site.slices_read} read "
+        f"({site.source}; {len(site.refused)} refused, {len(site.unlabelled)} unlabelled, "
+        f"{len(site.unused)} unused labels)")
+    site.require(MIN_SLICES)
+    return site
+
+
+def split_site(site: SiteData, seed: int) -> Split:
+    """Train / validation / held-out test, disjoint by group; refuses when a split would be empty."""
+    train_items, val_items, test_items = split_by_group(site.items, seed=seed)
+    if not (train_items and val_items and test_items):
+        groups = len({item.group for item in site.items})
+        raise DataError(f"{site.labels or ', '.join(site.data)}: {groups} group(s) by "
+                        f"{site.group_by}; a disjoint train / validation / test split needs at least 3")
+    return train_items, val_items, test_items
+
+
+def split_record(site: SiteData, split: Split, seed: int) -> dict:
+    """``split.json``: which slice went where, and the groups of each split."""
+    record: dict = {"seed": seed, "data": site.data[0] if len(site.data) == 1 else site.data,
+                    "labels": site.labels, "group_by": site.group_by}
+    for part, items in zip(("train", "validation", "test"), split):
+        record[part] = [site.name(item) for item in items]
+    record["groups"] = {part: sorted({item.group for item in items})
+                        for part, items in zip(("train", "validation", "test"), split)}
+    return record
+
+
+def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.PathLike],
+             out: str | Path, *, labels: str | os.PathLike | None = None,
+             image_window: tuple[float, float] | None = None, site: SiteData | None = None,
+             seed: int = 0, steps: int | None = None, time_budget_s: float | None = None,
+             patience: int = 6, eval_every: int | None = None, batch: int | None = None,
+             crop: int | None = None, resume: bool = False, log=print) -> dict:
     """Fine-tune ``weights`` on the labelled slices in ``data``; write the best weights and a report.
 
     Parameters
     ----------
     weights : path
         Starting Keras weights (``.weights.h5``), usually ``models/deltaiqa.weights.h5``.
-    data : path
-        Labelled slices (see :func:`_read_site_data`).
+    data : path or sequence of paths
+        An LDCTIQAC layout folder, or (with ``labels``) the image files and folders
+        the label file names (see :mod:`convert.site_data`).
     out : path
         Folder for ``deltaiqa.weights.h5`` (the best weights), ``metrics.json``,
         ``split.json``, ``history.json`` and the checkpoints.
@@ -79,35 +127,42 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
         Evaluations without a better validation sum before stopping.
     resume : bool
         Start from ``out/last.weights.h5`` if it exists (same split, same seed).
+    labels : path, optional
+        Label file as ``deltaiqa-lite evaluate --labels`` reads it (LDCTIQAC JSON or CSV).
+    image_window : (centre, width) in HU, optional
+        Window of plain images (PNG ...) in ``data``.
+    site : SiteData, optional
+        The site data already read by :func:`load_site` (``data`` and ``labels`` are then ignored).
 
     Returns
     -------
     dict
         The report written to ``out/metrics.json``.
     """
+    # The data first: a site with too few usable slices hears so before TensorFlow starts.
+    if site is None:
+        site = load_site(data, labels, image_window=image_window, log=log)
+    else:
+        site.require(MIN_SLICES)
+    items = site.items
+    train_items, val_items, test_items = split = split_site(site, seed)
+
     import keras
     import tensorflow as tf
 
-    weights, data, out = Path(weights), Path(data), Path(out)
+    weights, out = Path(weights), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     try:
         tf.config.threading.set_inter_op_parallelism_threads(2)
     except RuntimeError:
         pass        # TensorFlow already running in this process (tests, notebooks): keep its setting
-    items = _read_site_data(data)
-    if len(items) < MIN_SLICES:
-        raise DataError(f"{data}: {len(items)} labelled slices; fine-tuning needs at least {MIN_SLICES}")
-    train_items, val_items, test_items = split_by_group(items, seed=seed)
     log(f"finetune: {len(train_items)} train / {len(val_items)} validation / {len(test_items)} "
-        f"held-out test slices, disjoint by group")
-    (out / "split.json").write_text(json.dumps({
-        "seed": seed, "data": str(data), "train": [str(i.path.name) for i in train_items],
-        "validation": [str(i.path.name) for i in val_items],
-        "test": [str(i.path.name) for i in test_items]}, indent=1))
-    x_train, s_train = load_arrays(train_items)
-    x_val, s_val = load_arrays(val_items)
-    x_test, s_test = load_arrays(test_items)
+        f"held-out test slices, disjoint by {site.group_by}")
+    (out / "split.json").write_text(json.dumps(split_record(site, split, seed), indent=1))
+    x_train, s_train = site.arrays(train_items)
+    x_val, s_val = site.arrays(val_items)
+    x_test, s_test = site.arrays(test_items)
     y_train = np.stack([fuzzy_label(s) for s in s_train])
 
     model = load_model(weights)
@@ -142,32 +197,62 @@ def finetune(weights: str | Path, data: str | Path, out: str | Path, *, seed: in
     after = {"validation": quality_metrics(expected_score(predict(x_val)), s_val),
              "test": quality_metrics(expected_score(predict(x_test)), s_test)}
     log(f"finetune: after: validation {after['validation']}, held-out test {after['test']}")
-    model.save_weights(out / "deltaiqa.weights.h5")     # network weights only, no optimizer state
-    simulation = data / "simulation.json"
+    # The training model holds AdamW's state too (3x the size); keep the network's weights only.
+    save_network_weights(out / "best.weights.h5", out / "deltaiqa.weights.h5")
+    simulation = site.folder / "simulation.json" if site.folder is not None else None
+    simulated = simulation is not None and simulation.exists()
     report = {
         "settings": {"preset": "finetune", **asdict(preset), "patience": patience,
                      "time_budget_s": time_budget_s},
         "seed": seed,
-        "data": str(data),
+        "data": site.data[0] if len(site.data) == 1 else site.data,
         "finetuned_from": {"weights": str(weights), "sha256": sha256_file(weights)},
         "site_data": {"slices": len(items), "groups": len({i.group for i in items}),
                       "label_mean": round(float(np.mean([i.score for i in items])), 3),
-                      "label_sd": round(float(np.std([i.score for i in items])), 3)},
+                      "label_sd": round(float(np.std([i.score for i in items])), 3),
+                      **site.record()},
         "splits": {"train": len(train_items), "validation": len(val_items), "test": len(test_items),
-                   "disjoint_by": "phantom" if simulation.exists() else "group"},
+                   "disjoint_by": "phantom" if simulated else site.group_by},
         "before": before,
         "validation": after["validation"],
         "test": after["test"],
         "seconds": round(time.perf_counter() - start, 1),
         "history": history,
     }
-    if simulation.exists():
+    if simulated:
         report["simulator_version"] = json.loads(simulation.read_text())["summary"].get("version", 1)
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     return report
 
 
-def finetune_command(weights: str | Path, data: str | Path, output: str | Path, *, seed: int = 0,
+def _quantize_site(fp32: Path, site: SiteData, seed: int, output: Path, *, method: str,
+                   calibration_count: int = 128, log=print) -> int:
+    """INT8 from the site's own split (label-file form): calibration on train, gates on val / test.
+
+    The planes are the ones fine-tuning used (the runtime's preprocessing); the
+    split is the fine-tuning split, so the INT8 gate is judged on the same
+    held-out slices as the FP32 figures.
+    """
+    from convert.quantize import QuantizationGateError, quantize_model
+
+    train_items, val_items, test_items = split_site(site, seed)
+    calibration = sorted(train_items, key=lambda item: (str(item.path), item.page))[:calibration_count]
+    if len(calibration) < 100:
+        log(f"quantize: warning: only {len(calibration)} calibration slices (100+ advised)")
+    log(f"quantize: {len(calibration)} calibration slices (training split), {len(val_items)} "
+        f"validation, {len(test_items)} held-out test")
+    try:
+        quantize_model(fp32, site.arrays(calibration)[0], site.arrays(val_items), site.arrays(test_items),
+                       output, method=method, compare=method == "auto", log=log)
+    except QuantizationGateError as exc:
+        log(f"quantize: rejected: {exc}")
+        return 1
+    return 0
+
+
+def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str | os.PathLike],
+                     output: str | Path, *, labels: str | os.PathLike | None = None,
+                     image_window: tuple[float, float] | None = None, seed: int = 0,
                      steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
                      resume: bool = False, quantize: bool = True, work: str | Path | None = None,
                      eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
@@ -175,8 +260,21 @@ def finetune_command(weights: str | Path, data: str | Path, output: str | Path, 
                      quantize_method: str = "auto", log=print) -> int:
     """``python -m convert finetune``: fine-tune, export FP32 + INT8 with their gates, write the card.
 
+    ``data`` is an LDCTIQAC layout folder, or with ``labels`` the images a label
+    file names (see :func:`finetune`).
+
     Returns 0 when every model was written, 1 when the INT8 gate rejected the INT8 model.
+
+    Raises
+    ------
+    DataError
+        Too few usable labelled slices, or too few groups for a disjoint split.
+    deltaiqa_lite.labels.LabelError
+        The label file cannot be read.
     """
+    site = load_site(data, labels, image_window=image_window, log=log)
+    split_site(site, seed)      # refuse a split with an empty part before any work
+
     from convert.export import export_command
     from convert.pipeline import FP32_NAME, INT8_NAME, WEIGHTS_NAME, write_model_card
     from convert.quantize import quantize_command
@@ -184,17 +282,23 @@ def finetune_command(weights: str | Path, data: str | Path, output: str | Path, 
     output = Path(output)
     work = Path(work) if work is not None else output / "work"
     output.mkdir(parents=True, exist_ok=True)
-    report = finetune(weights, data, work, seed=seed, steps=steps, time_budget_s=time_budget_s,
-                      patience=patience, resume=resume, eval_every=eval_every, batch=batch, crop=crop,
-                      log=log)
+    report = finetune(weights, data, work, site=site, seed=seed, steps=steps,
+                      time_budget_s=time_budget_s, patience=patience, resume=resume,
+                      eval_every=eval_every, batch=batch, crop=crop, log=log)
     shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
     shutil.copyfile(work / "metrics.json", output / "metrics.json")
-    export_command(output / WEIGHTS_NAME, output / FP32_NAME, verify_data=str(data)
-                   if (Path(data) / "train.json").exists() else None, verify_count=16, log=log)
+    folder = site.folder if site.source == "ldctiqac-folder" else None
+    export_command(output / WEIGHTS_NAME, output / FP32_NAME, verify_data=str(folder)
+                   if folder is not None and (folder / "train.json").exists() else None,
+                   verify_count=16, log=log)
     status = 0
     if quantize:
-        status = quantize_command(output / FP32_NAME, data, output / INT8_NAME, method=quantize_method,
-                                  log=log)
+        if folder is not None:
+            status = quantize_command(output / FP32_NAME, folder, output / INT8_NAME,
+                                      method=quantize_method, log=log)
+        else:
+            status = _quantize_site(output / FP32_NAME, site, seed, output / INT8_NAME,
+                                    method=quantize_method, log=log)
     if real_anatomy:
         from convert.real_anatomy import check_command
         check_command(output, output / "metrics.json", log=log)
