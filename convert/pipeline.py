@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from convert.model import load_model, sha256_file
+from convert.model import save_network_weights, sha256_file
 
 FP32_NAME = "deltaiqa-fp32.onnx"
 INT8_NAME = "deltaiqa-int8.onnx"
@@ -42,9 +42,7 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
         train(data, run, preset=preset, seed=seed, time_budget_s=time_budget_s, log=log)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_NAME
-    # Training checkpoints also hold the optimizer's state (three times the
-    # size); ship the network's weights only.
-    load_model(run / "best.weights.h5").save_weights(weights)
+    save_network_weights(run / "best.weights.h5", weights)    # no optimizer state
     shutil.copyfile(run / "metrics.json", out / "metrics.json")
     export_command(weights, out / FP32_NAME, verify_data=None, verify_count=32, log=log)
     status = quantize_command(out / FP32_NAME, data, out / INT8_NAME, log=log)
