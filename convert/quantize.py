@@ -412,7 +412,7 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
         fp32_val = predict(fp32, val_images)
         equalization = None
         if equalize_ranges:
-            from convert.equalize import equalize
+            from convert.equalize import ALPHA, equalize
 
             pairs = equalize(prepared, tmp / "equalized.onnx", calibration_images(reader))
             prepared = tmp / "equalized.onnx"
@@ -424,7 +424,7 @@ def quantize_model(model: Path, calibration_items: list[LabelledSlice] | np.ndar
             equalization = {"pairs": [asdict(p) for p in pairs],
                             "fp32_parity_max_abs_score_diff": float(f"{parity:.3g}"),
                             "method": "cross-layer range equalization (convert/equalize.py): "
-                                      "scales s = (r_max / r_c)^0.5 from 99.99th-percentile channel "
+                                      f"scales s = (r_max / r_c)^{ALPHA:g} from 99.99th-percentile channel "
                                       f"ranges over {EQUALIZE_SLICES} calibration slices"}
             log(f"quantize: equalized {len(pairs)} convolution pairs "
                 f"(FP32 parity, max |score difference| {parity:.1e})")
