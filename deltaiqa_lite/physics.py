@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deltaiqa_lite.errors import ModelError
 from deltaiqa_lite.label_rule import continuous_score
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "global_noise_level", "water_equivalent_diameter", "ssde_conversion_factor",
     "SliceMeasurement", "measure_slice", "physics_flags", "uses_16cm_phantom",
     "FLAG_SCORE_NOISE_DISAGREE", "FLAG_BODY_TRUNCATED", "FLAG_OUTSIDE_TRAINING",
-    "DISAGREE_THRESHOLD",
+    "DISAGREE_THRESHOLD", "TrainingDomain", "V1_TRAINING_DOMAIN",
 ]
 
 # -- global noise level (Christianson et al., AJR 2015; 205:W93-W99) --------------
@@ -58,15 +59,77 @@ FLAG_SCORE_NOISE_DISAGREE = "score-noise-disagree"
 FLAG_BODY_TRUNCATED = "body-truncated"
 FLAG_OUTSIDE_TRAINING = "outside-training"
 DISAGREE_THRESHOLD = 1.0
-# What the shipped models were trained on (convert/simulate.py make_phantom):
-# abdominal slices, lateral width 250-420 mm at AP/lateral 0.62-0.82, i.e. an
-# equal-area diameter of 197-380 mm, Dw about 190-375 mm (fat at -100 HU);
-# fields of view 320-450 mm. Margins of about 10 mm on both.
+# The v1 training domain: what models trained on simulator v1 saw (convert/simulate.py
+# make_phantom): abdominal slices, lateral width 250-420 mm at AP/lateral 0.62-0.82, i.e.
+# an equal-area diameter of 197-380 mm, Dw 199-380 mm over the 300 phantoms of a
+# 1,200-slice set; fields of view 320-450 mm. Margins of about 10 mm on both (a build
+# test, tests/convert/test_domain.py, keeps them around what v1 draws). Used for models
+# whose card carries no training.domain (models built before it was recorded, site
+# models); newer cards carry their own (convert/domain.py), see TrainingDomain.
 TRAINING_DW_MM = (180.0, 390.0)
 TRAINING_FOV_MM = (300.0, 470.0)
 TRAINING_BODY_PARTS = {"ABDOMEN", "PELVIS", "ABDOMENPELVIS", "ABDOMEN_PELVIS", "CHESTABDOMEN",
                        "CHESTABDOMENPELVIS", "CHEST_ABDOMEN_PELVIS", "LIVER", "KIDNEY", "PANCREAS",
                        "TRUNK", "BODY", "WHOLEBODY"}
+
+
+@dataclass(frozen=True)
+class TrainingDomain:
+    """What a model was trained on, as the ``outside-training`` flag checks it.
+
+    ``body_parts``: (0018,0015) Body Part Examined values inside (upper case, no
+    spaces); ``water_equivalent_diameter_mm`` and ``field_of_view_mm``: closed
+    (low, high) ranges; ``head``: head slices were trained on, so a 16 cm CTDI
+    phantom alone does not make a slice outside; ``source``: where it came from.
+    """
+
+    body_parts: frozenset[str]
+    water_equivalent_diameter_mm: tuple[float, float]
+    field_of_view_mm: tuple[float, float]
+    head: bool = False
+    source: str = ""
+
+    @classmethod
+    def from_card(cls, card: dict, source: str = "model card") -> TrainingDomain:
+        """The card's ``training.domain``, or :data:`V1_TRAINING_DOMAIN` when it has none.
+
+        Raises
+        ------
+        ModelError
+            ``training.domain`` is present but malformed (``source`` names the model).
+        """
+        training = card.get("training")
+        domain = training.get("domain") if isinstance(training, dict) else None
+        if domain is None:
+            return V1_TRAINING_DOMAIN
+        where = f"{source}: model card training.domain"
+        if not isinstance(domain, dict):
+            raise ModelError(f"{where} is {domain!r}; expected a JSON object")
+        parts = domain.get("body_parts")
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise ModelError(f"{where}.body_parts is {parts!r}; expected a list of Body Part Examined values")
+        head = domain.get("head")
+        if not isinstance(head, bool):
+            raise ModelError(f"{where}.head is {head!r}; expected true or false")
+        return cls(frozenset(_normal_body_part(p) for p in parts),
+                   _card_range(domain, "water_equivalent_diameter_mm", where),
+                   _card_range(domain, "field_of_view_mm", where), head,
+                   str(domain.get("source", "model card")))
+
+
+def _card_range(domain: dict, key: str, where: str) -> tuple[float, float]:
+    value = domain.get(key)
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in value) and value[0] <= value[1]):
+        return float(value[0]), float(value[1])
+    raise ModelError(f"{where}.{key} is {value!r}; expected [low, high] in mm with low <= high")
+
+
+#: The domain of models trained on simulator v1, for cards without ``training.domain``.
+V1_TRAINING_DOMAIN = TrainingDomain(frozenset(TRAINING_BODY_PARTS), TRAINING_DW_MM, TRAINING_FOV_MM,
+                                    head=False, source="v1 fallback: deltaiqa_lite.physics TRAINING_* "
+                                                       "(simulator v1, abdomen only)")
 
 
 @dataclass
@@ -465,13 +528,16 @@ def ssde_conversion_factor(dw_mm: float, *, phantom_16cm: bool = False) -> float
 
 def physics_flags(result: PhysicsResult, score: float | None, *, truncated: bool = False,
                   body_part: str | None = None, phantom_16cm: bool = False,
-                  field_of_view_mm: float | None = None) -> list[str]:
+                  field_of_view_mm: float | None = None,
+                  domain: TrainingDomain | None = None) -> list[str]:
     """The flag codes of one slice (see ``docs/physics.md`` for their meanings).
 
-    ``outside-training``: the slice is not what the model was trained on: a
-    head (16 cm CTDI phantom or head body part), a body part given and not
-    abdominal, Dw outside 180-390 mm, or a field of view outside 300-470 mm.
+    ``outside-training``: the slice is not what the model was trained on
+    (``domain``, the model card's; None is :data:`V1_TRAINING_DOMAIN`): a 16 cm
+    CTDI phantom when the domain has no head, a body part given and not in the
+    domain's, or Dw or the field of view outside the domain's ranges.
     """
+    domain = V1_TRAINING_DOMAIN if domain is None else domain
     flags: list[str] = []
     if score is not None and result.noise_score is not None \
             and abs(score - result.noise_score) > DISAGREE_THRESHOLD:
@@ -480,10 +546,10 @@ def physics_flags(result: PhysicsResult, score: float | None, *, truncated: bool
         flags.append(FLAG_BODY_TRUNCATED)
     part = _normal_body_part(body_part)
     dw = result.water_equivalent_diameter_mm
-    outside = (phantom_16cm or (part and part not in TRAINING_BODY_PARTS)
-               or (dw is not None and not TRAINING_DW_MM[0] <= dw <= TRAINING_DW_MM[1])
-               or (field_of_view_mm is not None
-                   and not TRAINING_FOV_MM[0] <= field_of_view_mm <= TRAINING_FOV_MM[1]))
+    dw_range, fov_range = domain.water_equivalent_diameter_mm, domain.field_of_view_mm
+    outside = ((phantom_16cm and not domain.head) or (part and part not in domain.body_parts)
+               or (dw is not None and not dw_range[0] <= dw <= dw_range[1])
+               or (field_of_view_mm is not None and not fov_range[0] <= field_of_view_mm <= fov_range[1]))
     if outside:
         flags.append(FLAG_OUTSIDE_TRAINING)
     return flags
@@ -499,12 +565,16 @@ class SliceMeasurement:
     body_part: str | None = None
     field_of_view_mm: float | None = None
 
-    def finish(self, score: float | None) -> PhysicsResult:
-        """The result with its flags, given the network's score (None when not scored)."""
+    def finish(self, score: float | None, domain: TrainingDomain | None = None) -> PhysicsResult:
+        """The result with its flags, given the network's score (None when not scored).
+
+        ``domain`` is the model's training domain (:meth:`TrainingDomain.from_card`);
+        None is :data:`V1_TRAINING_DOMAIN`.
+        """
         result = PhysicsResult(**{**self.result.__dict__, "flags": []})
         result.flags = physics_flags(result, score, truncated=self.truncated, body_part=self.body_part,
                                      phantom_16cm=self.phantom_16cm,
-                                     field_of_view_mm=self.field_of_view_mm)
+                                     field_of_view_mm=self.field_of_view_mm, domain=domain)
         return result
 
 

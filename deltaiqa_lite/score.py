@@ -26,7 +26,7 @@ import numpy as np
 
 from deltaiqa_lite.card import read_card
 from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError, RefusedInput
-from deltaiqa_lite.physics import PHYSICS_FIELDS, SliceMeasurement, measure_slice
+from deltaiqa_lite.physics import PHYSICS_FIELDS, SliceMeasurement, TrainingDomain, measure_slice
 from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
 from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
@@ -304,6 +304,8 @@ class Scorer:
         self.image_window = image_window
         self.accept: frozenset[str] = normalise_accept(accept)
         self.physics = bool(physics)
+        # What outside-training checks against: the card's training.domain, else v1's.
+        self.training_domain: TrainingDomain = TrainingDomain.from_card(self.card, source=str(self.model_path))
         self.session, self.session_info = create_session(
             self.model_path, provider=provider, threads=threads, precision=self.precision,
             batch_size=self.batch_size, input_size=self.preprocessing.input_size,
@@ -370,7 +372,7 @@ class Scorer:
             for item, score, likert, row in zip(slices, scores, classes, probabilities)]
         for result, measurement in zip(results, physics or ()):
             if measurement is not None:
-                found = measurement.finish(result.score)
+                found = measurement.finish(result.score, domain=self.training_domain)
                 for name in PHYSICS_FIELDS:
                     setattr(result, name, getattr(found, name))
         return results
