@@ -11,6 +11,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from convert.domain import training_domain
 from convert.model import ARCHITECTURE, ARCHITECTURE_VERSION, PARAMETER_COUNT
 from deltaiqa_lite.preprocess import Preprocessing
 
@@ -56,7 +57,8 @@ def training_record(weights: Path) -> dict:
         record["before"] = report.get("before")
     sim = Path(report.get("data", "")) / "simulation.json"
     if sim.exists():
-        summary = json.loads(sim.read_text())["summary"]
+        simulation = json.loads(sim.read_text())
+        summary = simulation["summary"]
         version = summary.get("version", 1)
         record["simulator_version"] = version
         record["data"] = {
@@ -67,7 +69,30 @@ def training_record(weights: Path) -> dict:
             "labels": "monotone function of measured noise SD and streak RMS, steps of 0.2",
             **summary,
         }
+        # What the runtime's outside-training flag checks against (docs/physics.md).
+        record["domain"] = training_domain(simulation)
     return record
+
+
+def add_training_domain(card: dict, simulation_json: str | Path | dict) -> dict:
+    """Set ``card["training"]["domain"]`` from a data set's ``simulation.json``; return the card.
+
+    For cards built before the domain was recorded: the runtime falls back to
+    the v1 domain without it. Pass the ``simulation.json`` of the data the
+    model was trained on (a path, or the document already loaded).
+
+    Raises
+    ------
+    convert.data.DataError
+        The document does not allow deriving the domain (see :mod:`convert.domain`).
+    """
+    if not isinstance(simulation_json, dict):
+        simulation_json = json.loads(Path(simulation_json).read_text())
+    training = card.get("training")
+    if not isinstance(training, dict):
+        training = card["training"] = {}
+    training["domain"] = training_domain(simulation_json)
+    return card
 
 
 def build_card(*, precision: str, source_weights: Path, source_sha256: str,

@@ -50,6 +50,10 @@ VIEW_WEIGHTS = (0.40, 0.18, 0.17, 0.15, 0.10)
 N0_FULL_DOSE = 5.0e5
 DOSE_RANGE = (0.05, 1.0)
 VARIANTS_PER_PHANTOM = 4
+# Body regions of the phantoms: make_phantom draws abdominal slices only. Recorded in the
+# model card's training domain (convert/domain.py), which the runtime's outside-training
+# flag follows.
+REGIONS = ("abdomen",)
 
 # Label rule: deltaiqa_lite.label_rule (shared with the runtime's physics baseline).
 
