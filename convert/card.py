@@ -55,8 +55,10 @@ def training_record(weights: Path) -> dict:
         record["finetuned_from"] = report["finetuned_from"]
         record["site_data"] = report.get("site_data")
         record["before"] = report.get("before")
-    sim = Path(report.get("data", "")) / "simulation.json"
-    if sim.exists():
+    data = report.get("data") or ""
+    # A site fine-tune may name several image folders: only one simulated folder has a simulation.json.
+    sim = Path(data if isinstance(data, str) else (data[0] if len(data) == 1 else "")) / "simulation.json"
+    if sim.exists() and sim.parent != Path(""):
         simulation = json.loads(sim.read_text())
         summary = simulation["summary"]
         version = summary.get("version", 1)
