@@ -184,3 +184,17 @@ def test_build_card_records_the_domain_of_the_training_data(tmp_path):
     (run / "metrics.json").unlink()
     assert "domain" not in build_card(precision="fp32", source_weights=run / "x.weights.h5",
                                       source_sha256="0" * 64)["training"]
+
+
+def test_training_record_of_a_site_finetune_over_several_folders(tmp_path):
+    """A fine-tune report may name several image folders (label-file form): no simulated data, no domain."""
+    import json
+
+    from convert.card import training_record
+
+    (tmp_path / "metrics.json").write_text(json.dumps({
+        "finetuned_from": {"weights": "w.h5", "sha256": "0" * 64}, "data": [str(tmp_path / "a"), str(tmp_path / "b")],
+        "settings": {}, "seed": 0, "splits": {}}))
+    record = training_record(tmp_path / "deltaiqa.weights.h5")
+    assert record["source"] == "python -m convert finetune"
+    assert "domain" not in record and "data" not in record
