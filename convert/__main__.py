@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=("reference", "original"), default="reference")
     p.add_argument("--time-budget", type=float, default=None)
-    p.add_argument("--sim-version", type=int, choices=(1, 2), default=1,
-                   help="simulator of the training data: 1 (default: the shipped models) or 2 (textured, multi-region)")
+    p.add_argument("--sim-version", type=int, choices=(1, 2), default=2,
+                   help="simulator of the training data: 2 (default: textured, multi-region; the shipped "
+                        "models) or 1 (ellipse abdomens; the models shipped before issue 14)")
     p.add_argument("--finetune-from", default=None, metavar="W",
                    help="fine-tune these weights on the simulated data instead of training from scratch")
     p.set_defaults(func=_cmd_all)

@@ -97,9 +97,14 @@ def add_training_domain(card: dict, simulation_json: str | Path | dict) -> dict:
     return card
 
 
+# Version of the reference weights this build makes: 0.1.0 trained on simulator
+# v1 (ellipse abdomens), 0.2.0 on simulator v2 (textured, five body regions).
+MODEL_VERSION = "0.2.0"
+
+
 def build_card(*, precision: str, source_weights: Path, source_sha256: str,
                metrics: dict | None = None, quantization: dict | None = None,
-               extra: dict | None = None, version: str = "0.1.0") -> dict:
+               extra: dict | None = None, version: str = MODEL_VERSION) -> dict:
     card = {
         "name": "deltaiqa",
         "architecture": ARCHITECTURE,

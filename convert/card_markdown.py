@@ -52,8 +52,9 @@ def _without_vnni_line(q: dict) -> str:
 
 def _float_layers_line(q: dict) -> str:
     layers = q.get("float_layers") or "softmax"
-    return (f"- kept in float: {layers}. Quantized, the logits had a uint8 step of about 0.18 on "
-            "the v2 network and near-tie argmaxes flipped; conv1 in float avoids 5.5 HU input steps")
+    return (f"- kept in float: {layers}. The head is under 0.1 % of the multiply-adds; with its "
+            "output (the logits) quantized, near-tie argmaxes flipped (docs/int8.md). A float conv1 "
+            "avoids INT8 steps of 5.5 HU on the input")
 
 
 def _equalization_line(q: dict) -> str:

@@ -14,7 +14,7 @@ WEIGHTS_NAME = "deltaiqa.weights.h5"
 
 
 def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 1200, seed: int = 0,
-            preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 1,
+            preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 2,
             finetune_from: str | Path | None = None, log=print) -> int:
     """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card."""
     from convert.export import export_command
