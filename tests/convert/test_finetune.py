@@ -9,7 +9,26 @@ from convert import simulate_v2
 from convert.data import DataError
 from convert.finetune import finetune
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "deltaiqa.weights.h5"
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "deltaiqa.weights.h5"
+# The reference weights 0.1.0, trained on simulator v1 only (ellipse abdomens, one kernel).
+V1_WEIGHTS_COMMIT = "1b94835"
+
+
+def _v1_weights(tmp_path: Path) -> Path:
+    """models/deltaiqa.weights.h5 as of V1_WEIGHTS_COMMIT, from git history."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    done = subprocess.run(["git", "show", f"{V1_WEIGHTS_COMMIT}:models/deltaiqa.weights.h5"], cwd=REPO,
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"commit {V1_WEIGHTS_COMMIT} is not in this checkout's history")
+    path = tmp_path / "v1.weights.h5"
+    path.write_bytes(done.stdout)
+    return path
 
 
 def test_too_few_slices_is_refused(tmp_path):
@@ -21,8 +40,10 @@ def test_too_few_slices_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_on_small_simulated_set_improves_held_out(tmp_path):
-    # The shipped weights learnt v1 (ellipse abdomens, one kernel); a small v2 set
-    # (textured regions, three kernels) stands in for a site's own labelled slices.
+    # Weights that learnt v1 only (ellipse abdomens, one kernel: the models 0.1.0); a small
+    # v2 set (textured regions, three kernels) stands in for a site's own labelled slices.
+    # The shipped 0.2.0 weights already learnt v2, so they would have nothing to adapt to.
+    start = _v1_weights(tmp_path)
     from convert.data import load_arrays, read_folder
     from convert.evaluation import expected_score, quality_metrics
     from convert.model import load_model
@@ -32,7 +53,7 @@ def test_finetune_on_small_simulated_set_improves_held_out(tmp_path):
     simulate_v2.simulate_dataset(data, count=40, seed=21, workers=1, log=lambda *_: None)
     simulate_v2.simulate_dataset(unseen, count=16, seed=22, workers=1, log=lambda *_: None)
     out = tmp_path / "finetune"
-    report = finetune(SHIPPED, data, out, seed=0, steps=40, eval_every=10, batch=8, crop=192,
+    report = finetune(start, data, out, seed=0, steps=40, eval_every=10, batch=8, crop=192,
                       patience=20, log=lambda *_: None)
     assert report["site_data"]["slices"] == 40
     assert report["splits"] == {"train": 32, "validation": 4, "test": 4, "disjoint_by": "phantom"}
@@ -43,6 +64,6 @@ def test_finetune_on_small_simulated_set_improves_held_out(tmp_path):
     # Held out: 16 slices of 4 phantoms the fine-tuning never saw (another seed).
     images, labels = load_arrays(read_folder(unseen))
     metrics = {}
-    for name, weights in (("before", SHIPPED), ("after", out / "deltaiqa.weights.h5")):
+    for name, weights in (("before", start), ("after", out / "deltaiqa.weights.h5")):
         metrics[name] = quality_metrics(expected_score(_predictor(load_model(weights))(images)), labels)
     assert metrics["after"]["mae"] < metrics["before"]["mae"], metrics
