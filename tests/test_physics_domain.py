@@ -175,3 +175,19 @@ def test_scorer_refuses_a_malformed_domain(tmp_path):
     model = make_tiny_model(tmp_path / "bad.onnx", card=card)
     with pytest.raises(ModelError, match=r"bad\.onnx: model card training\.domain\.field_of_view_mm is '250-500'"):
         Scorer(model, provider="cpu")
+
+
+def test_info_prints_the_training_domain_of_each_card():
+    from deltaiqa_lite.commands.info import _domain_line
+
+    card = {"training": {"domain": {"body_parts": ["HEAD", "NECK", "CHEST"], "head": True,
+                                    "regions": ["head", "neck", "chest"],
+                                    "water_equivalent_diameter_mm": [110.0, 394.0],
+                                    "field_of_view_mm": [240.0, 510.0]}}}
+    assert _domain_line(card) == ("training domain: regions head, neck, chest; Dw 110-394 mm; "
+                                  "field of view 240-510 mm")
+    assert _domain_line({"training": {}}) == (
+        "training domain (none in the card: the simulator v1 domain): "
+        f"{len(physics.TRAINING_BODY_PARTS)} body parts, no head; Dw 180-390 mm; field of view 300-470 mm")
+    assert _domain_line({"training": {"domain": {"body_parts": "HEAD"}}}).startswith(
+        "training domain: unreadable (")

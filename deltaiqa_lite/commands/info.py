@@ -80,6 +80,25 @@ def collect() -> dict:
     }
 
 
+def _domain_line(card: dict) -> str:
+    """What the ``outside-training`` flag checks slices against (docs/physics.md)."""
+    from deltaiqa_lite.errors import ModelError
+    from deltaiqa_lite.physics import V1_TRAINING_DOMAIN, TrainingDomain
+
+    try:
+        domain = TrainingDomain.from_card(card)
+    except ModelError as error:
+        return f"training domain: unreadable ({error})"
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    regions = (training.get("domain") or {}).get("regions") if isinstance(training.get("domain"), dict) else None
+    dw, fov = domain.water_equivalent_diameter_mm, domain.field_of_view_mm
+    where = ("regions " + ", ".join(regions) if regions
+             else f"{len(domain.body_parts)} body parts") + ("" if domain.head else ", no head")
+    fallback = " (none in the card: the simulator v1 domain)" if domain is V1_TRAINING_DOMAIN else ""
+    return (f"training domain{fallback}: {where}; Dw {dw[0]:g}-{dw[1]:g} mm; "
+            f"field of view {fov[0]:g}-{fov[1]:g} mm")
+
+
 def _card_line(card: dict) -> list[str]:
     prep = card.get("preprocessing", {})
     lines = [f"    {card.get('name')} {card.get('architecture')} v{card.get('architecture_version', '?')}, "
@@ -91,6 +110,7 @@ def _card_line(card: dict) -> list[str]:
     if isinstance(training, dict):
         lines.append("    training: " + ", ".join(f"{k}={v}" for k, v in training.items()
                                                   if isinstance(v, (str, int, float)))[:200])
+    lines.append("    " + _domain_line(card))
     metrics = card.get("metrics")
     if isinstance(metrics, dict) and metrics:
         flat = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
