@@ -233,14 +233,10 @@ def _quantize_site(fp32: Path, site: SiteData, seed: int, output: Path, *, metho
     split is the fine-tuning split, so the INT8 gate is judged on the same
     held-out slices as the FP32 figures.
     """
-    from convert.quantize import QuantizationGateError, quantize_model
+    from convert.quantize import QuantizationGateError, calibration_subset, quantize_model
 
     train_items, val_items, test_items = split_site(site, seed)
-    calibration = sorted(train_items, key=lambda item: (str(item.path), item.page))[:calibration_count]
-    if len(calibration) < 100:
-        log(f"quantize: warning: only {len(calibration)} calibration slices (100+ advised)")
-    log(f"quantize: {len(calibration)} calibration slices (training split), {len(val_items)} "
-        f"validation, {len(test_items)} held-out test")
+    calibration = calibration_subset(train_items, calibration_count, len(val_items), len(test_items), log)
     try:
         quantize_model(fp32, site.arrays(calibration)[0], site.arrays(val_items), site.arrays(test_items),
                        output, method=method, compare=method == "auto", log=log)

@@ -163,3 +163,20 @@ def make_qdq_model(path: Path, weight_limit: int = 127, seed: int = 0, float_end
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def file_from_git(commit: str, path: str, dest: Path) -> Path:
+    """``path`` as of ``commit`` written to ``dest``; skips the test without git or that commit."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    done = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"commit {commit} is not in this checkout's history")
+    dest.write_bytes(done.stdout)
+    return dest

@@ -17,18 +17,9 @@ V1_WEIGHTS_COMMIT = "1b94835"
 
 def _v1_weights(tmp_path: Path) -> Path:
     """models/deltaiqa.weights.h5 as of V1_WEIGHTS_COMMIT, from git history."""
-    import shutil
-    import subprocess
+    from model_builders import file_from_git
 
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    done = subprocess.run(["git", "show", f"{V1_WEIGHTS_COMMIT}:models/deltaiqa.weights.h5"], cwd=REPO,
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"commit {V1_WEIGHTS_COMMIT} is not in this checkout's history")
-    path = tmp_path / "v1.weights.h5"
-    path.write_bytes(done.stdout)
-    return path
+    return file_from_git(V1_WEIGHTS_COMMIT, "models/deltaiqa.weights.h5", tmp_path / "v1.weights.h5")
 
 
 def test_too_few_slices_is_refused(tmp_path):

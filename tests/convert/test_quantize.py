@@ -92,7 +92,7 @@ def test_gate_passes_calibrated_and_rejects_zero_calibration(tiny_sets, tmp_path
     assert not garbage.exists()
 
 
-def test_rank_prefers_symmetric_when_close_and_worst_case_first():
+def test_rank_prefers_symmetric_then_integer_conv1_when_close_and_worst_case_first():
     ok = {"passed": True, "failures": [], "class_agreement": 1.0, "mean_abs_score_diff": 0.01}
     results = {"minmax-symmetric": {**ok, "max_abs_score_diff": 0.12},
                "minmax-asymmetric": {**ok, "max_abs_score_diff": 0.10},
@@ -102,6 +102,14 @@ def test_rank_prefers_symmetric_when_close_and_worst_case_first():
                                       "entropy-symmetric"]
     results["minmax-asymmetric"]["max_abs_score_diff"] = 0.04
     assert quantize.choose(results) == "minmax-asymmetric"
+    # conv1 in INT8 (faster) goes before a float conv1 within 1.5x of its worst case, not beyond.
+    floats = {"percentile99.9-asymmetric+conv1-float": {**ok, "max_abs_score_diff": 0.036},
+              "minmax-asymmetric": {**ok, "max_abs_score_diff": 0.048},
+              "percentile99.99-asymmetric": {**ok, "max_abs_score_diff": 0.067}}
+    assert quantize.rank(floats) == ["minmax-asymmetric", "percentile99.9-asymmetric+conv1-float",
+                                     "percentile99.99-asymmetric"]
+    floats["minmax-asymmetric"]["max_abs_score_diff"] = 0.06
+    assert quantize.choose(floats) == "percentile99.9-asymmetric+conv1-float"
     failing = {name: {**r, "passed": False, "failures": ["x"]} for name, r in results.items()}
     with pytest.raises(QuantizationGateError, match="no calibration passes"):
         quantize.choose(failing)

@@ -20,7 +20,7 @@ import pytest
 
 from convert.saturation import emulate, integer_matmul, is_saturation_safe, saturation_report
 from deltaiqa_lite.cpu import cpu_info
-from model_builders import make_qdq_model
+from model_builders import file_from_git, make_qdq_model
 
 REPO = Path(__file__).resolve().parents[2]
 INT8 = REPO / "models" / "deltaiqa-int8.onnx"
@@ -113,14 +113,7 @@ def test_shipped_int8_is_saturation_safe_by_construction():
 
 
 def test_int8_shipped_before_issue_9_fails_the_proof(tmp_path):
-    old = tmp_path / "old-int8.onnx"
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    done = subprocess.run(["git", "show", f"{OLD_INT8_COMMIT}:models/deltaiqa-int8.onnx"], cwd=REPO,
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"commit {OLD_INT8_COMMIT} is not in this checkout's history")
-    old.write_bytes(done.stdout)
+    old = file_from_git(OLD_INT8_COMMIT, "models/deltaiqa-int8.onnx", tmp_path / "old-int8.onnx")
     report = saturation_report(old)
     assert len(report) == 8 and not any(layer.safe for layer in report)
     assert max(layer.max_abs_weight for layer in report) == 127
