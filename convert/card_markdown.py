@@ -53,8 +53,8 @@ def _without_vnni_line(q: dict) -> str:
 def _float_layers_line(q: dict) -> str:
     layers = q.get("float_layers") or "softmax"
     return (f"- kept in float: {layers}. The head is under 0.1 % of the multiply-adds; with its "
-            "output (the logits) quantized, near-tie argmaxes flipped (docs/int8.md). A float conv1 "
-            "avoids INT8 steps of 5.5 HU on the input")
+            "output (the logits) quantized, near-tie argmaxes flipped (docs/int8.md)"
+            + (". A float conv1 avoids INT8 steps of 5.5 HU on the input" if "conv1" in layers else ""))
 
 
 def _equalization_line(q: dict) -> str:
