@@ -342,8 +342,8 @@ def rank(results: dict[str, dict]) -> list[str]:
     split, then smallest mean: a QA user meets single slices, so the worst
     slice matters. Among the variants whose worst case is within
     ``PREFERENCE`` times the best one, symmetric activations (TensorRT) go
-    first, then those with conv1 quantized (a float conv1 cost 29 % of the
-    INT8 speed on a 2-core AVX-512 VNNI CPU, benchmarks/results/results.md).
+    first, then those with conv1 quantized (a float conv1 made INT8 40 % slower
+    on a 2-core AVX-512 VNNI CPU, benchmarks/results/results.md).
     """
     passing = {name: r for name, r in results.items() if r["passed"]}
     if not passing:
