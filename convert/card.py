@@ -55,10 +55,11 @@ def training_record(weights: Path) -> dict:
         record["finetuned_from"] = report["finetuned_from"]
         record["site_data"] = report.get("site_data")
         record["before"] = report.get("before")
-    data = report.get("data") or ""
-    # A site fine-tune may name several image folders: only one simulated folder has a simulation.json.
-    sim = Path(data if isinstance(data, str) else (data[0] if len(data) == 1 else "")) / "simulation.json"
-    if sim.exists() and sim.parent != Path(""):
+    data = report.get("data")
+    # A site fine-tune may name several image folders; a simulated data set is one folder.
+    folders = [d for d in ([data] if isinstance(data, str) else (data or [])) if d]
+    sim = Path(folders[0]) / "simulation.json" if len(folders) == 1 else None
+    if sim is not None and sim.exists():
         simulation = json.loads(sim.read_text())
         summary = simulation["summary"]
         version = summary.get("version", 1)

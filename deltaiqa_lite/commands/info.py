@@ -89,8 +89,8 @@ def _domain_line(card: dict) -> str:
         domain = TrainingDomain.from_card(card)
     except ModelError as error:
         return f"training domain: unreadable ({error})"
-    training = card.get("training") if isinstance(card.get("training"), dict) else {}
-    regions = (training.get("domain") or {}).get("regions") if isinstance(training.get("domain"), dict) else None
+    # from_card returned the card's own domain, so training.domain is a JSON object here.
+    regions = None if domain is V1_TRAINING_DOMAIN else card["training"]["domain"].get("regions")
     dw, fov = domain.water_equivalent_diameter_mm, domain.field_of_view_mm
     where = ("regions " + ", ".join(regions) if regions
              else f"{len(domain.body_parts)} body parts") + ("" if domain.head else ", no head")
