@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deltaiqa_lite.bench import Budget, time_calls
+from deltaiqa_lite.engine.bench import Budget, time_calls
 
 __all__ = [
     "GEMM_BUDGET",

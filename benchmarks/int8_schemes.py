@@ -27,7 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.dcm"))
-# name: (activations symmetric (int8) or not (uint8), weight format of convert.quantize.WEIGHT_FORMATS)
+# name: (activations symmetric (int8) or not (uint8), weight format of convert.quant.quantize.WEIGHT_FORMATS)
 SCHEMES = {"u8s7": (False, "s7"), "u8s8": (False, "s8"), "u8u8": (False, "u8"),
            "s8s8": (True, "s8"), "s8s7": (True, "s7")}
 
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="written into the results (e.g. machine load)")
     args = parser.parse_args(argv)
 
-    from convert import quantize as q
-    from convert.evaluation import expected_score
-    from convert.saturation import emulate, saturation_report
-    from deltaiqa_lite.cpu import cpu_info
+    from convert.quant import quantize as q
+    from convert.checks.evaluation import expected_score
+    from convert.quant.saturation import emulate, saturation_report
+    from deltaiqa_lite.model.cpu import cpu_info
 
     fp32_path = REPO / "models" / "deltaiqa-fp32.onnx"
     train, val, _ = q._splits(args.calibration, None, 0)

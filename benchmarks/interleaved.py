@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from benchmarks.machine import load_average
-    from deltaiqa_lite.cpu import cpu_info
+    from deltaiqa_lite.model.cpu import cpu_info
 
     image = np.random.default_rng(0).random((1, 512, 512, 1)).astype(np.float32)
     sessions = {}

@@ -6,7 +6,7 @@
 
 ``latency`` prints one JSON document: ``model.predict`` and ``tf.function``
 timings per batch size (same warm-up and budget rules as the runtime's
-measurements, :mod:`deltaiqa_lite.bench`), and the probabilities of a seeded
+measurements, :mod:`deltaiqa_lite.engine.bench`), and the probabilities of a seeded
 input so the suite can check that Keras and the FP32 ONNX model carry the same
 weights. ``coldstart`` is what a Keras user's script does for one slice:
 import TensorFlow, build the model, load the weights, read and prepare the
@@ -27,8 +27,8 @@ def _latency(args: argparse.Namespace) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from convert.model import load_model
-    from deltaiqa_lite.bench import Budget, cpu_count, time_calls
+    from convert.train.model import load_model
+    from deltaiqa_lite.engine.bench import Budget, cpu_count, time_calls
 
     budget = Budget.smoke() if args.smoke else Budget(min_seconds=args.seconds, max_seconds=args.max_seconds)
     model = load_model(args.weights)
@@ -56,8 +56,8 @@ def _coldstart(args: argparse.Namespace) -> None:
     import numpy as np
     import tensorflow  # noqa: F401  (timed on purpose: it is what a Keras user pays)
 
-    from convert.model import load_model
-    from deltaiqa_lite.preprocess import Preprocessing
+    from convert.train.model import load_model
+    from deltaiqa_lite.model.preprocess import Preprocessing
     from deltaiqa_lite.read import read_slices
     from deltaiqa_lite.score import prepare_slice
 
@@ -71,7 +71,7 @@ def _coldstart(args: argparse.Namespace) -> None:
 
 
 def _random_weights(args: argparse.Namespace) -> None:
-    from convert.model import build_delta_iqa
+    from convert.train.model import build_delta_iqa
 
     build_delta_iqa(seed=0).save_weights(args.out)
     print(args.out)

@@ -60,7 +60,7 @@ def package_versions(names: tuple[str, ...] = ("onnxruntime", "onnxruntime-openv
 
 
 def _int8_kernel() -> str:
-    from deltaiqa_lite.cpu import cpu_info
+    from deltaiqa_lite.model.cpu import cpu_info
 
     return cpu_info().kernel()
 

@@ -5,7 +5,7 @@
 Writes ``physics.json`` and ``physics.md`` (issue 10's targets: <= 3 ms per
 512 x 512 slice on one core; ``Scorer.score_series`` throughput >= 0.85 of
 pure inference on uncompressed files, physics on). The series part uses the
-same code path as the suite's ``series`` section (``deltaiqa_lite.bench``).
+same code path as the suite's ``series`` section (``deltaiqa_lite.engine.bench``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks.machine import load_average, machine_facts
 from benchmarks.suite import EXAMPLES, REPO
-from deltaiqa_lite.bench import Budget, bench_series, time_calls, write_series
+from deltaiqa_lite.engine.bench import Budget, bench_series, time_calls, write_series
 
 TARGET_MS_PER_SLICE = 3.0
 TARGET_SERIES_RATIO = 0.85

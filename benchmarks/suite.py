@@ -40,7 +40,7 @@ from benchmarks import envs
 from benchmarks.ceiling import save_gemm_models
 from benchmarks.machine import load_average, machine_facts
 from benchmarks.processes import clean_env, run_process
-from deltaiqa_lite.bench import (
+from deltaiqa_lite.engine.bench import (
     GMAC_PER_SLICE,
     Budget,
     bench_inference,
@@ -204,8 +204,8 @@ def run_agreement(models: dict[str, Path]) -> dict:
     timing of INT8 says little unless this CPU also gives INT8 the FP32 answers.
     """
     from deltaiqa_lite import Scorer
-    from deltaiqa_lite.compare import compare, to_json
-    from deltaiqa_lite.cpu import cpu_info
+    from deltaiqa_lite.validate.compare import compare, to_json
+    from deltaiqa_lite.model.cpu import cpu_info
 
     if not EXAMPLES:
         return {"skipped": "examples/*.dcm not found"}

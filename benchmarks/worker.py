@@ -21,7 +21,7 @@ import sys
 def main(argv: list[str]) -> int:
     import onnxruntime
 
-    from deltaiqa_lite.bench import Budget, bench_inference, make_session
+    from deltaiqa_lite.engine.bench import Budget, bench_inference, make_session
 
     spec = json.loads(argv[0])
     budget = Budget.smoke() if spec.get("smoke") else Budget(**spec.get("budget", {}))

@@ -22,16 +22,16 @@ def _log(message: str) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.version == 2:
-        from convert.simulate_v2 import simulate_dataset
+        from convert.sim.simulate_v2 import simulate_dataset
     else:
-        from convert.simulate import simulate_dataset
+        from convert.sim.simulate import simulate_dataset
 
     simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from convert.train import train
+    from convert.train.train import train
 
     train(args.data, args.out, preset=args.preset, seed=args.seed, epochs=args.epochs,
           time_budget_s=args.time_budget, resume=args.resume, log=_log)
@@ -39,7 +39,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from convert.export import export_command
+    from convert.quant.export import export_command
 
     export_command(args.weights, args.output, verify_data=args.verify_data,
                    verify_count=args.verify_count, card_extra=args.card, log=_log)
@@ -47,7 +47,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from convert.quantize import quantize_command
+    from convert.quant.quantize import quantize_command
 
     return quantize_command(args.model, args.calibration, args.output, test_data=args.test_data,
                             calibration_count=args.calibration_count, method=args.method,
@@ -64,9 +64,9 @@ def _cmd_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from convert.data import DataError
-    from convert.finetune import finetune_command
-    from convert.model import WeightsError
+    from convert.sim.data import DataError
+    from convert.pipeline import finetune_command
+    from convert.train.model import WeightsError
     from deltaiqa_lite.errors import DeltaIQAError
 
     try:
@@ -83,7 +83,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_real_anatomy(args: argparse.Namespace) -> int:
-    from convert.real_anatomy import check_command
+    from convert.checks.real_anatomy import check_command
 
     return check_command(args.models, args.metrics, log=_log)
 

@@ -1,12 +1,15 @@
-"""``python -m convert all``: simulate -> train -> export -> quantize -> verify, into ``models/``."""
+"""The chained build steps: ``convert all`` (simulate -> train -> export -> quantize -> verify) and
+``convert finetune`` (fine-tune -> export -> quantize -> verify), each into a models folder."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-from convert.model import save_network_weights, sha256_file
+from convert.train.model import save_network_weights, sha256_file
 
 FP32_NAME = "deltaiqa-fp32.onnx"
 INT8_NAME = "deltaiqa-int8.onnx"
@@ -17,14 +20,14 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
             preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 2,
             finetune_from: str | Path | None = None, log=print) -> int:
     """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card."""
-    from convert.export import export_command
-    from convert.quantize import quantize_command
-    from convert.train import train
+    from convert.quant.export import export_command
+    from convert.quant.quantize import quantize_command
+    from convert.train.train import train
 
     if sim_version == 2:
-        from convert.simulate_v2 import simulate_dataset
+        from convert.sim.simulate_v2 import simulate_dataset
     else:
-        from convert.simulate import simulate_dataset
+        from convert.sim.simulate import simulate_dataset
     out, work = Path(out), Path(work)
     data, run = work / f"sim-v{sim_version}", work / "train"
     if (data / "simulation.json").exists():
@@ -32,8 +35,6 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     else:
         simulate_dataset(data, count, seed=seed, log=log)
     if finetune_from is not None:
-        from convert.finetune import finetune_command
-
         return finetune_command(finetune_from, data, out, seed=seed, time_budget_s=time_budget_s,
                                 work=work / "finetune", log=log)
     if (run / "metrics.json").exists():
@@ -48,7 +49,7 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     status = quantize_command(out / FP32_NAME, data, out / INT8_NAME, log=log)
     if status != 0:
         return status
-    from convert.real_anatomy import check_command
+    from convert.checks.real_anatomy import check_command
 
     check_command(out, out / "metrics.json", log=log)
     write_model_card(out, log=log)
@@ -59,7 +60,7 @@ def write_model_card(models: Path, log=print) -> Path:
     """``MODEL_CARD.md`` and ``model-card.json`` beside the models, from the ONNX cards."""
     import onnx
 
-    from convert.card import read_card
+    from convert.card.card import read_card
 
     fp32 = read_card(onnx.load(str(models / FP32_NAME), load_external_data=False))
     int8 = read_card(onnx.load(str(models / INT8_NAME), load_external_data=False))
@@ -72,9 +73,93 @@ def write_model_card(models: Path, log=print) -> Path:
     (models / "model-card.json").write_text(json.dumps(
         {"fp32": fp32, "int8": int8, "real_anatomy": real_summary, "sha256": files},
         indent=1, sort_keys=True))
-    from convert.card_markdown import render
+    from convert.card.markdown import render
 
     path = models / "MODEL_CARD.md"
     path.write_text(render(fp32, int8, files, real_summary))
     log(f"all: wrote {path}")
     return path
+
+
+def _quantize_site(fp32: Path, site, seed: int, output: Path, *, method: str,
+                   calibration_count: int = 128, log=print) -> int:
+    """INT8 from the site's own split (label-file form): calibration on train, gates on val / test.
+
+    The planes are the ones fine-tuning used (the runtime's preprocessing); the
+    split is the fine-tuning split, so the INT8 gate is judged on the same
+    held-out slices as the FP32 figures.
+    """
+    from convert.quant.quantize import QuantizationGateError, calibration_subset, quantize_model
+    from convert.train.finetune import split_site
+
+    train_items, val_items, test_items = split_site(site, seed)
+    calibration = calibration_subset(train_items, calibration_count, len(val_items), len(test_items), log)
+    try:
+        quantize_model(fp32, site.arrays(calibration)[0], site.arrays(val_items), site.arrays(test_items),
+                       output, method=method, compare=method == "auto", log=log)
+    except QuantizationGateError as exc:
+        log(f"quantize: rejected: {exc}")
+        return 1
+    return 0
+
+
+def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str | os.PathLike],
+                     output: str | Path, *, labels: str | os.PathLike | None = None,
+                     image_window: tuple[float, float] | None = None, seed: int = 0,
+                     steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
+                     resume: bool = False, quantize: bool = True, work: str | Path | None = None,
+                     eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
+                     real_anatomy: bool = True,
+                     quantize_method: str = "auto", log=print) -> int:
+    """``python -m convert finetune``: fine-tune, export FP32 + INT8 with their gates, write the card.
+
+    ``data`` is an LDCTIQAC layout folder, or with ``labels`` the images a label
+    file names (see :func:`finetune`).
+
+    Returns 0 when every model was written, 1 when the INT8 gate rejected the INT8 model.
+
+    Raises
+    ------
+    DataError
+        Too few usable labelled slices, or too few groups for a disjoint split.
+    deltaiqa_lite.validate.labels.LabelError
+        The label file cannot be read.
+    """
+    from convert.train.finetune import load_site, split_site
+
+    site = load_site(data, labels, image_window=image_window, log=log)
+
+    split_site(site, seed)      # refuse a split with an empty part before any work
+
+    from convert.quant.export import export_command
+    from convert.quant.quantize import quantize_command
+    from convert.train.finetune import finetune
+
+    output = Path(output)
+    work = Path(work) if work is not None else output / "work"
+    output.mkdir(parents=True, exist_ok=True)
+    report = finetune(weights, data, work, site=site, seed=seed, steps=steps,
+                      time_budget_s=time_budget_s, patience=patience, resume=resume,
+                      eval_every=eval_every, batch=batch, crop=crop, log=log)
+    shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
+    shutil.copyfile(work / "metrics.json", output / "metrics.json")
+    folder = site.folder if site.source == "ldctiqac-folder" else None
+    export_command(output / WEIGHTS_NAME, output / FP32_NAME, verify_data=str(folder)
+                   if folder is not None and (folder / "train.json").exists() else None,
+                   verify_count=16, log=log)
+    status = 0
+    if quantize:
+        if folder is not None:
+            status = quantize_command(output / FP32_NAME, folder, output / INT8_NAME,
+                                      method=quantize_method, log=log)
+        else:
+            status = _quantize_site(output / FP32_NAME, site, seed, output / INT8_NAME,
+                                    method=quantize_method, log=log)
+    if real_anatomy:
+        from convert.checks.real_anatomy import check_command
+        check_command(output, output / "metrics.json", log=log)
+    if status == 0 and (output / INT8_NAME).exists():
+        write_model_card(output, log=log)
+    log(f"finetune: held-out test sum {report['before']['test']['sum']} -> {report['test']['sum']}, "
+        f"MAE {report['before']['test']['mae']} -> {report['test']['mae']}")
+    return status

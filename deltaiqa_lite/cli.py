@@ -44,7 +44,7 @@ def _load(name: str):
 
 
 def _parser(selected: str | None) -> tuple[argparse.ArgumentParser, object | None]:
-    from deltaiqa_lite import __version__
+    from deltaiqa_lite._version import __version__
     parser = argparse.ArgumentParser(
         prog="deltaiqa-lite",
         description="CT slice image quality on the LDCTIQAC 0-4 Likert scale (research and QA, "

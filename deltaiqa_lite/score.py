@@ -24,10 +24,9 @@ from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from deltaiqa_lite.card import read_card
 from deltaiqa_lite.errors import DeltaIQAError, InputError, ModelError, RefusedInput
 from deltaiqa_lite.physics import PHYSICS_FIELDS, SliceMeasurement, TrainingDomain, measure_slice
-from deltaiqa_lite.preprocess import Preprocessing, prepare_hu, prepare_unit_image
+from deltaiqa_lite.model.preprocess import Preprocessing, prepare_slice
 from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
 
@@ -197,13 +196,6 @@ def group_results(results: Iterable[SliceResult], flag_below: float | None = Non
     return [summarise_series(uid, members, flag_below) for uid, members in group_series(results)]
 
 
-def prepare_slice(item: Slice, preprocessing: Preprocessing) -> np.ndarray:
-    """The network input plane of a slice (uses the stored [0, 1] plane for LDCTIQAC TIFF)."""
-    if item.unit is not None:
-        return prepare_unit_image(item.unit, preprocessing.input_size)
-    return prepare_hu(item.hu, preprocessing)
-
-
 @dataclass
 class _Prepared:
     """One read file: its slices' identities and planes, or its error."""
@@ -288,28 +280,27 @@ class Scorer:
                  reader_threads: int = 2, image_window: tuple[float, float] | None = None,
                  cache_dir: str | os.PathLike | None = None, accept: Sequence[str] = (),
                  physics: bool = True) -> None:
+        from deltaiqa_lite.model.loaded import load_model
         from deltaiqa_lite.read.policy import normalise_accept
-        from deltaiqa_lite.session import create_session, resolve_model
 
         if batch_size < 1:
             raise DeltaIQAError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_path: Path = resolve_model(model)
-        self.card: dict = read_card(self.model_path)
-        self.preprocessing: Preprocessing = Preprocessing.from_card(self.card["preprocessing"])
-        self.class_labels: list[str] = list(self.card["class_labels"])
-        self.precision: str = str(self.card.get("precision", "unknown"))
-        self.model_name: str = f"{self.card.get('name', self.model_path.stem)}-{self.precision}"
-        self.batch_size = int(batch_size)
         self.reader_threads = max(1, int(reader_threads))
         self.image_window = image_window
         self.accept: frozenset[str] = normalise_accept(accept)
         self.physics = bool(physics)
+        loaded = load_model(model, provider=provider, threads=threads, batch_size=int(batch_size),
+                            strict_provider=strict_provider, cache_dir=cache_dir)
+        self.model_path: Path = loaded.model_path
+        self.card: dict = loaded.card
+        self.preprocessing: Preprocessing = loaded.preprocessing
+        self.class_labels: list[str] = loaded.class_labels
+        self.precision: str = loaded.precision
+        self.model_name: str = loaded.model_name
+        self.batch_size = int(batch_size)
+        self.session, self.session_info = loaded.session, loaded.session_info
         # What outside-training checks against: the card's training.domain, else v1's.
         self.training_domain: TrainingDomain = TrainingDomain.from_card(self.card, source=str(self.model_path))
-        self.session, self.session_info = create_session(
-            self.model_path, provider=provider, threads=threads, precision=self.precision,
-            batch_size=self.batch_size, input_size=self.preprocessing.input_size,
-            strict_provider=strict_provider, cache_dir=cache_dir)
         self._check_contract()
         self.provider: str = self.session_info.providers[0]
         if self.provider == "CPUExecutionProvider":
@@ -321,7 +312,7 @@ class Scorer:
 
     def _warn_int8_saturation(self) -> None:
         """One warning when an INT8 model not declared saturation-safe meets a CPU without VNNI."""
-        from deltaiqa_lite import cpu
+        from deltaiqa_lite.model import cpu
 
         message = cpu.saturation_warning(self.card, cpu.cpu_info(), model=self.model_path.name)
         if message:
@@ -511,7 +502,7 @@ class Scorer:
         the same execution provider. The FP32 session is made on first use and
         kept. See :mod:`deltaiqa_lite.explain`.
         """
-        from deltaiqa_lite.explain import Explainer
+        from deltaiqa_lite.explain import Explainer  # a lower layer: imported on first use
 
         if getattr(self, "_explainer", None) is None:
             model: str | Path = self.model_path

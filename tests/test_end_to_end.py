@@ -34,7 +34,7 @@ def scorers(shipped_models):
 @pytest.fixture(scope="module")
 def example_scores(scorers):
     paths = sorted(EXAMPLES.glob("*.dcm"))
-    assert len(paths) >= 5, "examples/*.dcm missing: run python -m convert.make_examples"
+    assert len(paths) >= 5, "examples/*.dcm missing: run python -m convert.checks.examples"
     return {precision: {Path(r.path).name: r for r in scorer.score_paths(paths)}
             for precision, scorer in scorers.items()}
 

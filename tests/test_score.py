@@ -13,7 +13,7 @@ from model_builders import CARD, make_tiny_model, tiny_probabilities
 from dicom_builders import ct_dataset, enhanced_ct_dataset, phantom_hu, save
 from deltaiqa_lite import DeltaIQAError, InputError, Scorer, SliceResult
 from deltaiqa_lite.errors import ModelError
-from deltaiqa_lite.preprocess import Preprocessing, prepare_hu
+from deltaiqa_lite.model.preprocess import Preprocessing, prepare_hu
 from deltaiqa_lite.score import likert_from_probabilities, summarise_series
 
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 _Number = TypeVar("_Number", int, float)
 
-# "auto" and the short names of deltaiqa_lite.session.PROVIDERS, spelled out so
+# "auto" and the short names of deltaiqa_lite.model.session.PROVIDERS, spelled out so
 # that this module stays standard-library only (test_args checks that they agree).
 PROVIDERS = ("auto", "cpu", "openvino", "tensorrt", "cuda")
 MODEL_HELP = "'int8' (default, fastest on CPU), 'fp32', or an .onnx file"

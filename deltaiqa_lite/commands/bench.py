@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deltaiqa_lite.bench import (
+    from deltaiqa_lite.engine.bench import (
         Budget,
         bench_inference,
         bench_series,
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from deltaiqa_lite.errors import DeltaIQAError
     from deltaiqa_lite.score import Scorer
-    from deltaiqa_lite.session import resolve_model
+    from deltaiqa_lite.model.session import resolve_model
 
     if args.generate is not None and not args.template:
         raise DeltaIQAError("--generate needs --template DICOM files to copy pixels from")

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deltaiqa_lite.compare import compare, to_json, write_table
+    from deltaiqa_lite.validate.compare import compare, to_json, write_table
     from deltaiqa_lite.score import Scorer
 
     with warnings_to_stderr():

@@ -17,7 +17,7 @@ HELP = ("score images and compare with reference scores (LDCTIQAC JSON or CSV fi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.metrics import (
+    from deltaiqa_lite.validate.metrics import (
         DEFAULT_BOOTSTRAP_RESAMPLES,
         DEFAULT_BOOTSTRAP_SEED,
     )
@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deltaiqa_lite.evaluate import evaluate, to_json, write_outputs, write_table
-    from deltaiqa_lite.labels import read_labels
+    from deltaiqa_lite.validate.evaluate import evaluate, to_json, write_outputs, write_table
+    from deltaiqa_lite.validate.labels import read_labels
     from deltaiqa_lite.score import Scorer
 
     labels = read_labels(args.labels)  # before the model: a bad label file fails fast

@@ -31,11 +31,11 @@ def collect() -> dict:
     import platform
     from importlib import metadata
 
-    from deltaiqa_lite import __version__
-    from deltaiqa_lite.card import read_card
-    from deltaiqa_lite.cpu import cpu_info, saturation_risk
+    from deltaiqa_lite._version import __version__
+    from deltaiqa_lite.model.card import read_card
+    from deltaiqa_lite.model.cpu import cpu_info, saturation_risk
     from deltaiqa_lite.errors import ModelError
-    from deltaiqa_lite.session import MODEL_NAMES, available_providers, model_dirs
+    from deltaiqa_lite.model.session import MODEL_NAMES, available_providers, model_dirs
 
     def version(package: str) -> str | None:
         try:

@@ -26,7 +26,7 @@ def _iso(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import DEFAULT_LOG
+    from deltaiqa_lite.qa.log import DEFAULT_LOG
     from deltaiqa_lite.qa.report import ChartRules
 
     rules = ChartRules()

@@ -14,7 +14,7 @@ from deltaiqa_lite.commands._args import (
 )
 
 HELP = "score CT slices (DICOM files/folders, LDCTIQAC TIFF, .npy in HU) on the 0-4 Likert scale"
-FORMATS = ("table", "json", "jsonl", "csv")  # same keys as deltaiqa_lite.write.WRITERS
+FORMATS = ("table", "json", "jsonl", "csv")  # same keys as deltaiqa_lite.output.write.WRITERS
 STREAM_SUFFIXES = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}  # deltaiqa_lite.engine.output
 
 
@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
         return _run_streaming(args)
 
     from deltaiqa_lite.score import Scorer, group_results
-    from deltaiqa_lite.write import run_header, write_results
+    from deltaiqa_lite.output.write import run_header, write_results
 
     if args.sr is not None:
-        from deltaiqa_lite.sr import _hd
+        from deltaiqa_lite.output.sr import _hd
         _hd()  # missing extra: one line and exit 2 before any scoring (and before the preload
         # thread imports pydicom, which highdicom imports too)
     threading.Thread(target=_preload_readers, name="deltaiqa-preload", daemon=True).start()
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     sr_failed = 0
     if args.sr is not None:
-        from deltaiqa_lite.sr import model_identity, write_series_srs
+        from deltaiqa_lite.output.sr import model_identity, write_series_srs
         for outcome in write_series_srs(results, model_identity(scorer), args.sr):
             if outcome.status == "written":
                 print(f"deltaiqa-lite: SR of series {outcome.series_uid}: {outcome.path}",

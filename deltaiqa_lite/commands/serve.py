@@ -31,8 +31,8 @@ def _port(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import add_scoring_arguments
-    from deltaiqa_lite.qa.sr_node import add_sr_arguments
+    from deltaiqa_lite.commands._node import add_scoring_arguments
+    from deltaiqa_lite.commands._node import add_sr_arguments
 
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "
@@ -82,9 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.ingest import Ingestor
     from deltaiqa_lite.qa.log import QALog
-    from deltaiqa_lite.qa.options import make_scorer, patient_id_salt
+    from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
     from deltaiqa_lite.qa.serve import LOOPBACK, QAServer, ServeConfig, peak_rss_mb
-    from deltaiqa_lite.qa.sr_node import make_reporter
+    from deltaiqa_lite.commands._node import make_reporter
 
     loopback = args.host in (LOOPBACK, "localhost", "::1")
     if not loopback and not args.allow and not args.allow_any:

@@ -13,8 +13,8 @@ HELP = "watch a folder: score each new CT DICOM file once it is completely writt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deltaiqa_lite.qa.options import add_scoring_arguments
-    from deltaiqa_lite.qa.sr_node import add_sr_arguments
+    from deltaiqa_lite.commands._node import add_scoring_arguments
+    from deltaiqa_lite.commands._node import add_sr_arguments
 
     parser.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument("--archive", default=None, metavar="DIR",
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.ingest import Ingestor
     from deltaiqa_lite.qa.log import QALog
-    from deltaiqa_lite.qa.options import make_scorer, patient_id_salt
-    from deltaiqa_lite.qa.sr_node import make_reporter
+    from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
+    from deltaiqa_lite.commands._node import make_reporter
     from deltaiqa_lite.qa.watch import FolderWatcher
 
     salt = patient_id_salt(args)

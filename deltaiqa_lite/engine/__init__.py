@@ -6,6 +6,9 @@ the output, scored by an engine (:mod:`.local` in this process, :mod:`.ray` on
 a Ray cluster), written as they come (:mod:`.output`), then summarised per
 series from the written rows. Memory stays flat whatever the number of inputs
 (a resumed run also keeps the (path, frame) keys already written).
+
+Layer: above the scorer and the writers (:mod:`deltaiqa_lite.output`); never
+imports the QA node or the command line.
 """
 
 from __future__ import annotations

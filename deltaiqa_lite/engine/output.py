@@ -1,8 +1,8 @@
 """Streaming result writers, chosen by the output's extension, with resume.
 
 Rows are written as they come, with the fields of ``score --format jsonl``
-(:func:`deltaiqa_lite.write.slice_record`) or ``--format csv``
-(:func:`deltaiqa_lite.write.csv_row`), so nothing is kept in memory. Every
+(:func:`deltaiqa_lite.output.write.slice_record`) or ``--format csv``
+(:func:`deltaiqa_lite.output.write.csv_row`), so nothing is kept in memory. Every
 ``write`` call holds whole files (all slices of a multi-frame file go in one
 call) and is flushed before it returns, so an interrupted run leaves whole
 files behind and ``--resume`` can skip by path.
@@ -38,7 +38,7 @@ import numpy as np
 
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.score import SeriesResult, SliceResult, summarise_scores
-from deltaiqa_lite.write import CSV_COLUMNS, SERIES_KEYS, csv_row, series_record, slice_record
+from deltaiqa_lite.output.write import CSV_COLUMNS, SERIES_KEYS, csv_row, series_record, slice_record
 
 __all__ = ["OUTPUT_SUFFIXES", "ResultWriter", "open_writer", "summarise_rows", "series_path",
            "Key", "RAY_EXTRA_HINT"]

@@ -33,7 +33,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from deltaiqa_lite.errors import DeltaIQAError, InputError
-from deltaiqa_lite.preprocess import Preprocessing
+from deltaiqa_lite.model.preprocess import Preprocessing
 from deltaiqa_lite.score import SliceResult, _Prepared, read_file
 
 __all__ = ["RayEngine", "import_ray"]

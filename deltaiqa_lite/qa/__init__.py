@@ -10,4 +10,7 @@ and ``html`` (self-contained page).
 
 Nothing here is imported by ``deltaiqa_lite`` itself, and pynetdicom is only
 imported inside ``serve``, so the scorer keeps its four dependencies.
+
+Layer: above the scorer, the writers and the engines; takes plain values, never
+imports the command line (its options live in :mod:`deltaiqa_lite.commands`).
 """

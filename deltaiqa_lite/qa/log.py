@@ -31,6 +31,8 @@ from typing import Any
 from deltaiqa_lite.errors import DeltaIQAError
 
 APPLICATION_ID = int.from_bytes(b"DIQA", "big")
+#: The QA log of `serve`, `watch` and `report` when --log is not given.
+DEFAULT_LOG = "deltaiqa-qa.sqlite"
 
 
 class QALogError(DeltaIQAError):

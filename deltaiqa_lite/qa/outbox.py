@@ -9,7 +9,7 @@ association or an unreachable host counts as a failed attempt and the SR is
 tried again after a delay that doubles per attempt (``retry_initial_s`` up to
 ``retry_max_s``). The folder is the state: a restarted node finds its SRs
 there and goes on. An updated SR of the same series has the same SOP
-Instance UID (deltaiqa_lite.sr.sr_uids) and so replaces the waiting one.
+Instance UID (deltaiqa_lite.output.sr.sr_uids) and so replaces the waiting one.
 
 Warning statuses (0xB000, 0xB006, 0xB007: stored with coercion or with
 elements discarded) are treated like failures and retried, because the node

@@ -24,7 +24,6 @@ folder like the spool. An SR that cannot be built is logged (``refused`` or
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from deltaiqa_lite.qa.header import is_valid_uid
 from deltaiqa_lite.qa.log import QALog, SliceRecord, SREvent
-from deltaiqa_lite.qa.outbox import Destination, Outbox, OutboxError, parse_destination, private_folder
+from deltaiqa_lite.qa.outbox import Outbox, private_folder
 
 #: Attributes kept from a source header for the SR's patient, study and series identity.
 IDENTITY_KEYWORDS = (
@@ -47,7 +46,7 @@ IDENTITY_KEYWORDS = (
 
 @dataclass
 class LoggedSlice:
-    """A QA log row in the shape :func:`deltaiqa_lite.sr.build_sr` reads (a SliceResult's)."""
+    """A QA log row in the shape :func:`deltaiqa_lite.output.sr.build_sr` reads (a SliceResult's)."""
 
     path: str
     sop_instance_uid: str | None
@@ -69,7 +68,7 @@ class LoggedSlice:
 
 def logged_slices(records: list[SliceRecord]) -> list[LoggedSlice]:
     """QA log rows of one series as SR inputs (refused and failed rows are 'not scored')."""
-    from deltaiqa_lite.sr import PHYSICS_FIELDS
+    from deltaiqa_lite.output.sr import PHYSICS_FIELDS
 
     out = []
     for record in records:
@@ -91,7 +90,7 @@ class SeriesReporter:
     Parameters
     ----------
     log : QALog
-    model : deltaiqa_lite.sr.SRModel
+    model : deltaiqa_lite.output.sr.SRModel
     outbox : Outbox
     state_dir : path
         Per-series identity and pending markers (must survive restarts).
@@ -176,7 +175,7 @@ class SeriesReporter:
         """Build the SR of one series from the QA log and queue it; return its SOP UID or None."""
         import pydicom
 
-        from deltaiqa_lite.sr import SRRefused, build_sr
+        from deltaiqa_lite.output.sr import SRRefused, build_sr
 
         records = self.log.slices(series_uid=series_uid)
         identity_path = self.state / f"{series_uid}.dcm"
@@ -244,44 +243,3 @@ class SeriesReporter:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-
-def _destination(text: str) -> Destination:
-    try:
-        return parse_destination(text)
-    except OutboxError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def add_sr_arguments(parser: argparse.ArgumentParser) -> None:
-    """--send-sr, --series-idle, --sr-outbox, --sr-retry-max (serve and watch)."""
-    from deltaiqa_lite.commands._args import positive_float
-
-    group = parser.add_argument_group("structured reports back to PACS (needs the 'sr' extra)")
-    group.add_argument("--send-sr", type=_destination, default=None, metavar="AET@HOST:PORT",
-                       help="when a series is complete, send its DICOM SR (TID 1500) to this "
-                            "Storage SCP by C-STORE")
-    group.add_argument("--series-idle", type=positive_float, default=30.0, metavar="SECONDS",
-                       help="a series is complete after this long without a new image (30)")
-    group.add_argument("--sr-outbox", default=None, metavar="DIR",
-                       help="SRs waiting for the destination, and per-series state (default: "
-                            "'sr-outbox' beside the QA log)")
-    group.add_argument("--sr-retry-max", type=positive_float, default=300.0, metavar="SECONDS",
-                       help="longest wait between two tries of an unsent SR (300; the first "
-                            "retry waits 2 s, doubling)")
-
-
-def make_reporter(args: argparse.Namespace, log: QALog, scorer, *,
-                  calling_aet: str = "DELTAIQA") -> SeriesReporter | None:
-    """The :class:`SeriesReporter` the options ask for, or None without ``--send-sr``."""
-    if not getattr(args, "send_sr", None):
-        return None
-    from deltaiqa_lite.sr import _hd, model_identity
-
-    destination: Destination = args.send_sr
-    _hd()  # fail at start, with the extra's name, rather than at the first complete series
-    folder = Path(args.sr_outbox) if args.sr_outbox else Path(args.log).resolve().parent / "sr-outbox"
-    outbox = Outbox(folder / "outbox", destination, log, calling_aet=calling_aet,
-                    retry_initial_s=min(2.0, args.sr_retry_max), retry_max_s=args.sr_retry_max)
-    return SeriesReporter(log, model_identity(scorer), outbox, folder / "series",
-                          series_idle_s=args.series_idle, poll_s=min(1.0, args.series_idle / 2))

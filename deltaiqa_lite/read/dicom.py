@@ -32,7 +32,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from deltaiqa_lite.errors import InputError, InputWarning, MissingCodecError, RefusedInput
-from deltaiqa_lite.read import Slice
+from deltaiqa_lite.read.slice import Slice
 from deltaiqa_lite.read import policy
 from deltaiqa_lite.read.policy import MAX_TILT_DEGREES
 

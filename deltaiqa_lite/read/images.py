@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from deltaiqa_lite.errors import InputError, RefusedInput
-from deltaiqa_lite.read import Slice
+from deltaiqa_lite.read.slice import Slice
 
 __all__ = ["read_tiff", "read_npy", "read_pillow", "LDCTIQAC_WINDOW", "unit_to_hu"]
 

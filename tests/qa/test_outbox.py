@@ -26,7 +26,7 @@ from deltaiqa_lite.qa.outbox import (
     OutboxError,
     parse_destination,
 )
-from deltaiqa_lite.sr import SRModel, build_sr, read_sr_values, sr_uids
+from deltaiqa_lite.output.sr import SRModel, build_sr, read_sr_values, sr_uids
 
 MODEL = SRModel(name="Delta-IQA", version="0.1.0", precision="int8", sha256="cd" * 32)
 SERIES = "1.2.826.0.1.3680043.8.498.501"

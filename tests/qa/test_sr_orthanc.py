@@ -23,7 +23,7 @@ from qa_builders import write_ct
 from sr_checks import dciodvfy_problems, needs_dciodvfy
 
 from deltaiqa_lite.qa.log import QALog
-from deltaiqa_lite.sr import file_sha256, read_sr_values, sr_uids
+from deltaiqa_lite.output.sr import file_sha256, read_sr_values, sr_uids
 
 pytestmark = [
     pytest.mark.skipif(ORTHANC is None, reason="Orthanc not installed (apt-get install orthanc)"),

@@ -1,0 +1,243 @@
+"""Build-time check on real anatomy: real CT slices with CT-like noise inserted at known levels.
+
+The simulator cannot check itself: a network that learnt the simulator's
+anatomy scores the simulator's slices well. This check uses real scanner
+slices from public DICOM test data (pydicom's bundled files and the
+``pydicom-data`` package: head, neck, abdomen), never used for training:
+
+1. read each slice with the runtime's DICOM reader (HU, display orientation);
+2. estimate its native noise as the global noise level (GNL, Christianson et
+   al. 2015): the mode of the local-SD map over soft tissue (0-100 HU);
+3. insert noise with the spectrum of filtered back-projection (NPS rising
+   with frequency: ramp times a Hann window) at known SDs
+   (``INSERTED_SD_HU``); the field is stationary, so the inserted SD is exact;
+4. compare the network's score with the label rule
+   (``deltaiqa_lite.physics.label_rule.continuous_score``) applied to the measured
+   noise ``sqrt(native^2 + inserted^2)``.
+
+Reported: mean and worst |score - rule| over all slices and levels, per model
+(FP32, INT8), plus Spearman's rho between score and inserted level per slice
+(ranking). Targets (issue 14): mean <= 0.25, worst <= 0.6.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deltaiqa_lite.physics.label_rule import continuous_score
+
+INSERTED_SD_HU = (0.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+TARGET = {"mean_abs_diff": 0.25, "max_abs_diff": 0.6}
+# (file, frame, what it shows, in scope) of the real CT slices in pydicom's test
+# data. 693_J2KR/693_J2KI/693_UNCI are the same image as 693_UNCR. Out of scope,
+# reported apart: CT_small is a 128x128 crop of an 85 mm field (upsampled 4x to
+# the network's input, its noise turns into blotches). eCT_Supplemental's frames
+# are a cerebral blood flow map, which the selection policy refuses: not used.
+SLICES = (
+    ("J2K_pixelrep_mismatch.dcm", None, "head, skull base, 221 mm field", True),
+    ("693_UNCR.dcm", None, "head, 245 mm field", True),
+    ("bad_sequence.dcm", None, "neck/upper thorax, spine, 147 mm field", True),
+    ("explicit_VR-UN.dcm", None, "abdomen with contrast, 440 mm field", True),
+    ("CT_small.dcm", None, "thoracic spine, 128x128 crop of an 85 mm field", False),
+)
+LOCAL_SD_WINDOW = 7          # pixels, for the local SD map of the GNL
+
+
+@dataclass
+class RealSliceResult:
+    file: str
+    frame: int | None
+    part: str
+    in_scope: bool
+    native_noise_hu: float
+    inserted_sd_hu: float
+    measured_noise_hu: float
+    rule_score: float
+    scores: dict
+
+
+def _testdata_path(name: str) -> Path:
+    from pydicom.data import get_testdata_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = get_testdata_file(name)
+    if path is None:
+        raise FileNotFoundError(f"{name}: not in pydicom's test data (install pydicom-data)")
+    return Path(path)
+
+
+def load_real_slices() -> list[tuple[str, int | None, str, bool, np.ndarray]]:
+    """HU planes of ``SLICES`` through the runtime's DICOM reader."""
+    from deltaiqa_lite.read.dicom import read_dicom
+
+    planes = []
+    for name, frame, part, in_scope in SLICES:
+        slices = list(read_dicom(_testdata_path(name)))
+        index = frame or 0
+        planes.append((name, frame, part, in_scope, np.asarray(slices[index].hu, dtype=np.float32)))
+    return planes
+
+
+def global_noise_level(hu: np.ndarray, window: int = LOCAL_SD_WINDOW, corrected: bool = True) -> float:
+    """Mode of the local SD over soft tissue (0-100 HU after smoothing), in HU.
+
+    A local SD over a few correlated pixels reads low (about 6 % for FBP-like
+    noise in a 7x7 window); with ``corrected`` the estimate is divided by that
+    bias, measured on synthetic noise of the inserted spectrum (:func:`gnl_bias`).
+    """
+    from scipy import ndimage
+
+    mean = ndimage.uniform_filter(hu.astype(np.float64), window)
+    mean_sq = ndimage.uniform_filter(hu.astype(np.float64) ** 2, window)
+    local_sd = np.sqrt(np.maximum(mean_sq - mean ** 2, 0.0))
+    soft = (mean > 0.0) & (mean < 100.0)
+    soft = ndimage.binary_erosion(soft, iterations=window)
+    values = local_sd[soft]
+    if values.size < 200:
+        raise ValueError(f"only {values.size} soft-tissue pixels: cannot estimate the noise")
+    hist, edges = np.histogram(values, bins=np.arange(0.0, min(values.max(), 300.0) + 0.5, 0.5))
+    peak = int(np.argmax(ndimage.uniform_filter1d(hist.astype(float), 5)))
+    mode = float((edges[peak] + edges[peak + 1]) / 2)
+    return mode / gnl_bias(window) if corrected else mode
+
+
+_BIAS: dict[int, float] = {}
+
+
+def gnl_bias(window: int = LOCAL_SD_WINDOW) -> float:
+    """Ratio of the uncorrected GNL to the true SD, for FBP-like noise on a flat 45 HU field."""
+    if window not in _BIAS:
+        flat = np.full((512, 512), 45.0)
+        sd = 40.0
+        noisy = flat + ct_noise(flat.shape, sd, np.random.default_rng(12345))
+        _BIAS[window] = global_noise_level(noisy, window, corrected=False) / sd
+    return _BIAS[window]
+
+
+def ct_noise(shape: tuple[int, int], sd_hu: float, rng: np.random.Generator) -> np.ndarray:
+    """Stationary noise with an FBP-like spectrum (|f| x Hann^2), scaled to SD ``sd_hu``."""
+    if sd_hu == 0:
+        return np.zeros(shape, dtype=np.float32)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    hann = np.where(f < 0.5, 0.5 + 0.5 * np.cos(2 * np.pi * f), 0.0)
+    amplitude = np.sqrt(f) * hann                # NPS = |f| W^2, amplitude its square root
+    white = rng.standard_normal(shape)
+    field = np.fft.irfft2(np.fft.rfft2(white) * amplitude, s=shape)
+    return (field / field.std() * sd_hu).astype(np.float32)
+
+
+def run_check(models: dict[str, Path], seed: int = 0, levels=INSERTED_SD_HU, log=print) -> dict:
+    """Score every real slice at every inserted level with each model; compare with the rule.
+
+    Parameters
+    ----------
+    models : dict
+        Name (e.g. ``"fp32"``) to ONNX path.
+
+    Returns
+    -------
+    dict
+        ``slices`` (one record per slice and level), ``summary`` per model
+        (mean and worst |score - rule|, worst case named, per-slice Spearman
+        rho) and ``target``.
+    """
+    import onnxruntime as ort
+
+    from deltaiqa_lite.validate.metrics import srocc
+    from deltaiqa_lite.model.preprocess import prepare_hu
+    from deltaiqa_lite.score import likert_from_probabilities
+
+    sessions = {name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                for name, path in models.items()}
+    records: list[RealSliceResult] = []
+    for k, (name, frame, part, in_scope, hu) in enumerate(load_real_slices()):
+        native = global_noise_level(hu)
+        rng = np.random.default_rng([seed, k])
+        planes, rows = [], []
+        for level in levels:
+            noisy = hu + ct_noise(hu.shape, level, rng)
+            measured = math.hypot(native, level)
+            planes.append(prepare_hu(noisy))
+            rows.append((level, measured, continuous_score(measured)))
+        batch = np.stack(planes)[..., None].astype(np.float32)
+        scores = {m: likert_from_probabilities(s.run(["probabilities"], {"image": batch})[0])[0]
+                  for m, s in sessions.items()}
+        for i, (level, measured, rule) in enumerate(rows):
+            records.append(RealSliceResult(name, frame, part, in_scope, round(native, 2), level,
+                                           round(measured, 2),
+                                           round(rule, 3), {m: round(float(v[i]), 3) for m, v in scores.items()}))
+        log(f"real anatomy: {name}{'' if frame is None else f'[{frame}]'} ({part}): native noise "
+            f"{native:.1f} HU; rule " + " ".join(f"{r[2]:.2f}" for r in rows) + "; "
+            + "; ".join(f"{m} " + " ".join(f"{v:.2f}" for v in s) for m, s in scores.items()))
+    summary = {m: _summarise([r for r in records if r.in_scope], m, srocc) for m in models}
+    outside = {m: _summarise([r for r in records if not r.in_scope], m, srocc) for m in models}
+    for m in models:
+        log(f"real anatomy: {m}: mean |score - rule| {summary[m]['mean_abs_diff']}, worst "
+            f"{summary[m]['max_abs_diff']} ({summary[m]['worst']['part']}, "
+            f"+{summary[m]['worst']['inserted_sd_hu']:g} HU); outside scope: mean "
+            f"{outside[m]['mean_abs_diff']}, worst {outside[m]['max_abs_diff']}")
+    return {
+        "method": "real CT slices from pydicom test data, FBP-like noise (NPS |f| x Hann^2) inserted "
+                  "at known SDs; native noise = global noise level (mode of 7x7 local SD in 0-100 HU, "
+                  "corrected for its bias on FBP-like noise); "
+                  "rule = deltaiqa_lite.physics.label_rule.continuous_score(sqrt(native^2 + inserted^2))",
+        "levels_hu": list(levels),
+        "slices": [asdict(r) for r in records],
+        "summary": summary,
+        "outside_scope": outside,
+        "target": TARGET,
+        "never_in_training": True,
+    }
+
+
+def _summarise(records: list[RealSliceResult], m: str, srocc) -> dict:
+    """Mean and worst |score - rule| of model ``m``, the worst case, and per-slice rank agreement."""
+    diffs = np.array([abs(r.scores[m] - r.rule_score) for r in records])
+    worst = records[int(np.argmax(diffs))]
+    rhos = []
+    for name, frame in dict.fromkeys((r.file, r.frame) for r in records):
+        mine = [r for r in records if r.file == name and r.frame == frame]
+        rhos.append(round(srocc(np.array([r.scores[m] for r in mine]),
+                                np.array([r.inserted_sd_hu for r in mine])), 3))
+    return {
+        "slices": len(rhos), "scored": len(records),
+        "mean_abs_diff": round(float(diffs.mean()), 3),
+        "max_abs_diff": round(float(diffs.max()), 3),
+        "worst": {"file": worst.file, "frame": worst.frame, "part": worst.part,
+                  "inserted_sd_hu": worst.inserted_sd_hu, "score": worst.scores[m],
+                  "rule_score": worst.rule_score},
+        "spearman_rho_score_vs_noise_per_slice": rhos,
+        "meets_target": bool(diffs.mean() <= TARGET["mean_abs_diff"]
+                             and diffs.max() <= TARGET["max_abs_diff"]),
+    }
+
+
+def check_command(models: str | Path, metrics: str | Path | None = None, log=print) -> int:
+    """``python -m convert real-anatomy``: run the check on the models in a folder, record it.
+
+    The result goes into ``metrics.json`` (key ``real_anatomy``) beside the
+    models. Exit 0 always: the figures are reported, not gated (the targets
+    are recorded beside them).
+    """
+    import json
+
+    models = Path(models)
+    found = {name: models / f"deltaiqa-{name}.onnx" for name in ("fp32", "int8")
+             if (models / f"deltaiqa-{name}.onnx").exists()}
+    if not found:
+        raise FileNotFoundError(f"{models}: no deltaiqa-fp32.onnx or deltaiqa-int8.onnx")
+    result = run_check(found, log=log)
+    metrics = Path(metrics) if metrics else models / "metrics.json"
+    report = json.loads(metrics.read_text()) if metrics.exists() else {}
+    report["real_anatomy"] = result
+    metrics.write_text(json.dumps(report, indent=1))
+    log(f"real anatomy: recorded in {metrics}")
+    return 0
