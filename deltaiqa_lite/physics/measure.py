@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deltaiqa_lite.physics.domain import TrainingDomain
+from deltaiqa_lite.physics.domain import HEAD_BODY_PARTS, TrainingDomain, _normal_body_part
 from deltaiqa_lite.physics.dose import ssde_conversion_factor, uses_16cm_phantom
 from deltaiqa_lite.physics.flags import PhysicsResult, physics_flags
 from deltaiqa_lite.physics.label_rule import continuous_score
-from deltaiqa_lite.physics.noise import NOISE_BOX_MM, SOFT_TISSUE_HU, _block_sums, _even, _noise_level
+from deltaiqa_lite.physics.noise import BRAIN_TISSUE_HU, NOISE_BOX_MM, SOFT_TISSUE_HU, _block_sums, _even, _noise_level
 from deltaiqa_lite.physics.size import BODY_THRESHOLD_HU, _water_equivalent_diameter
 
 
@@ -88,7 +88,10 @@ def measure_slice(hu: np.ndarray | None, pixel_spacing_mm: tuple[float, float] |
             centre_hu = 0.5 * (SOFT_TISSUE_HU[0] + SOFT_TISSUE_HU[1])
             centred = _even(plane) - np.float32(centre_hu)
             blocks = _block_sums(centred)
-            noise = _noise_level(centred, blocks, spacing, box_mm=NOISE_BOX_MM, soft_tissue_hu=SOFT_TISSUE_HU)
+            # A head (16 cm phantom or a head body part) is measured over brain tissue.
+            head = phantom_16cm or _normal_body_part(body_part) in HEAD_BODY_PARTS
+            noise = _noise_level(centred, centre_hu, spacing, box_mm=NOISE_BOX_MM,
+                                 soft_tissue_hu=BRAIN_TISSUE_HU if head else SOFT_TISSUE_HU)
             if noise.noise_hu is not None:
                 result.noise_hu = noise.noise_hu
                 result.noise_score = continuous_score(noise.noise_hu)

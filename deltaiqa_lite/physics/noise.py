@@ -14,9 +14,14 @@ import numpy as np
 # -- global noise level (Christianson et al., AJR 2015; 205:W93-W99) --------------
 NOISE_BOX_MM = 6.0              # side of the square in which the local SD is taken
 SOFT_TISSUE_HU = (0.0, 150.0)   # local mean range counted as soft tissue (enhanced parenchyma included)
+BRAIN_TISSUE_HU = (0.0, 80.0)   # the same for a head: grey and white matter, CSF at the low end
+PIXEL_MARGIN_HU = 200.0         # a pixel is tissue within this margin of the range (fat, noise); bone and air are not
+MIN_TISSUE_PIXEL_SHARE = 0.9    # a window counts only when this share of its pixels is tissue
 LOG_BIN_WIDTH = 0.01            # histogram bins: 1 % wide in ln(SD)
 MODE_SMOOTH_BINS = 3.0          # Gaussian smoothing of the histogram (SD in bins) before the mode
 MIN_SOFT_TISSUE_MM2 = 500.0     # less soft tissue than this: no noise level
+MODE_BAND = 0.25                # a clear mode: at least MIN_MODE_SHARE of the windows within +-25 % of it
+MIN_MODE_SHARE = 0.4
 
 
 @dataclass
@@ -63,9 +68,9 @@ def _window_sums(blocks: np.ndarray, k_rows: int, k_cols: int) -> np.ndarray:
 
 
 def global_noise_level(hu: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
-                       box_mm: float = NOISE_BOX_MM,
-                       soft_tissue_hu: tuple[float, float] = SOFT_TISSUE_HU) -> NoiseLevel:
-    """Global noise level: mode of the local-SD histogram over soft tissue.
+                       box_mm: float = NOISE_BOX_MM, head: bool = False,
+                       soft_tissue_hu: tuple[float, float] | None = None) -> NoiseLevel:
+    """Global noise level: mode of the local-SD histogram over homogeneous soft tissue.
 
     Parameters
     ----------
@@ -77,37 +82,46 @@ def global_noise_level(hu: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
     box_mm : float, default 6
         Side of the square window (Christianson et al. 2015 used a kernel of
         about this size).
-    soft_tissue_hu : (low, high), default (0, 150)
-        A window counts as soft tissue when its mean lies in this range.
+    head : bool, default False
+        A head series: the tissue range is brain (0..80 HU) instead of soft
+        tissue (0..150 HU).
+    soft_tissue_hu : (low, high), optional
+        The tissue range itself, overriding ``head``.
 
     Returns
     -------
     NoiseLevel
-        ``noise_hu`` None (and ``note`` the reason) when soft tissue covers less
-        than 500 mm^2.
+        ``noise_hu`` None (and ``note`` the reason) when homogeneous tissue
+        covers less than 500 mm^2 or its SD histogram has no clear mode.
 
     Notes
     -----
-    The local SD (sample SD, n - 1) is taken in windows whose corners lie on a
-    2-pixel grid (windows are whole 2 x 2 blocks, summed by shifted adds).
-    Its histogram has bins 1 % wide in ln(SD), smoothed by a Gaussian of 3
-    bins; the mode is refined by a parabola through the peak bin and its
-    neighbours. For white Gaussian noise of SD sigma, ln(s) of a window of n
-    pixels has its mode at exactly sigma (the density of ln chi_k peaks at
-    sqrt(k)), so the estimate is unbiased there at any window size.
+    A window counts when at least 90 % of its pixels lie within 200 HU of the
+    tissue range (so bone, air and the partial-volume pixels of their edges
+    are few) and the mean of those pixels lies in the range. Its local SD is
+    the sample SD (n - 1) of those pixels only, so the few bone or air pixels
+    a window may hold do not inflate it. Windows have their corners on a
+    2-pixel grid (whole 2 x 2 blocks, summed by shifted adds). The histogram
+    has bins 1 % wide in ln(SD), smoothed by a Gaussian of 3 bins; the mode is
+    refined by a parabola through the peak bin and its neighbours. For white
+    Gaussian noise of SD sigma, ln(s) of a window of n pixels has its mode at
+    exactly sigma (the density of ln chi_k peaks at sqrt(k)), so the estimate
+    is unbiased there at any window size. The mode is clear when at least
+    40 % of the windows lie within +-25 % of it; otherwise (windows spread by
+    edges, as at the vertex of a head) there is no value.
     """
     hu = np.asarray(hu)
     if hu.ndim != 2:
         return NoiseLevel(None, 0.0, (0, 0), f"expected a 2-D slice, got shape {hu.shape}")
-    centre_hu = 0.5 * (soft_tissue_hu[0] + soft_tissue_hu[1])
+    tissue_hu = soft_tissue_hu or (BRAIN_TISSUE_HU if head else SOFT_TISSUE_HU)
+    centre_hu = 0.5 * (tissue_hu[0] + tissue_hu[1])
     centred = _even(hu) - np.float32(centre_hu)
-    return _noise_level(centred, _block_sums(centred), pixel_spacing_mm, box_mm=box_mm,
-                        soft_tissue_hu=soft_tissue_hu)
+    return _noise_level(centred, centre_hu, pixel_spacing_mm, box_mm=box_mm, soft_tissue_hu=tissue_hu)
 
 
-def _noise_level(centred: np.ndarray, blocks: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
+def _noise_level(centred: np.ndarray, centre_hu: float, pixel_spacing_mm: tuple[float, float], *,
                  box_mm: float, soft_tissue_hu: tuple[float, float]) -> NoiseLevel:
-    """:func:`global_noise_level` on a plane already centred on the soft-tissue range, and its block sums."""
+    """:func:`global_noise_level` on an even-sized plane already offset by ``-centre_hu``."""
     row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
     k_rows = max(2, int(round(box_mm / (2.0 * row_mm))))
     k_cols = max(2, int(round(box_mm / (2.0 * col_mm))))
@@ -116,31 +130,39 @@ def _noise_level(centred: np.ndarray, blocks: np.ndarray, pixel_spacing_mm: tupl
         return NoiseLevel(None, 0.0, box, f"slice of shape {centred.shape} is smaller than the "
                                           f"{box[0]} x {box[1]} pixel noise window")
     n = box[0] * box[1]
-    # The plane is offset by the soft-tissue centre, which keeps float32 sums of
-    # squares exact enough where it matters (soft-tissue windows hold small deviations).
-    sums = _window_sums(blocks, k_rows, k_cols)
-    squares = _window_sums(_block_sums(centred * centred), k_rows, k_cols)
-    half_width = np.float32(0.5 * (soft_tissue_hu[1] - soft_tissue_hu[0]) * n)
-    tissue = np.abs(sums) <= half_width
-    # Each window corner stands for one 2 x 2 block of soft tissue.
+    low = np.float32(soft_tissue_hu[0] - centre_hu)
+    high = np.float32(soft_tissue_hu[1] - centre_hu)
+    # Tissue pixels only: bone and air (and most of their partial-volume edge) drop out.
+    inside = (centred >= low - np.float32(PIXEL_MARGIN_HU)) & (centred <= high + np.float32(PIXEL_MARGIN_HU))
+    tissue_values = np.where(inside, centred, np.float32(0))
+    # The plane is offset by the tissue centre, which keeps float32 sums of squares
+    # exact enough where it matters (tissue windows hold small deviations).
+    counts = _window_sums(_block_sums(inside.astype(np.float32)), k_rows, k_cols)
+    sums = _window_sums(_block_sums(tissue_values), k_rows, k_cols)
+    squares = _window_sums(_block_sums(tissue_values * tissue_values), k_rows, k_cols)
+    homogeneous = counts >= np.float32(MIN_TISSUE_PIXEL_SHARE * n)
+    tissue = homogeneous & (sums >= low * counts) & (sums <= high * counts)
+    # Each window corner stands for one 2 x 2 block of tissue.
     tissue_mm2 = float(np.count_nonzero(tissue)) * 4.0 * row_mm * col_mm
+    range_text = (f"homogeneous soft tissue ({soft_tissue_hu[0]:g}..{soft_tissue_hu[1]:g} HU in {box_mm:g} mm "
+                  f"windows, {100 * MIN_TISSUE_PIXEL_SHARE:.0f} % of pixels within {PIXEL_MARGIN_HU:g} HU of it)")
     if tissue_mm2 < MIN_SOFT_TISSUE_MM2:
         return NoiseLevel(None, tissue_mm2, box,
-                          f"soft tissue ({soft_tissue_hu[0]:g}..{soft_tissue_hu[1]:g} HU in "
-                          f"{box_mm:g} mm windows) covers {tissue_mm2:.0f} mm^2; at least "
+                          f"{range_text} covers {tissue_mm2:.0f} mm^2; at least "
                           f"{MIN_SOFT_TISSUE_MM2:.0f} mm^2 needed for a noise level")
+    count = counts[tissue].astype(np.float64)
     window_sums = sums[tissue].astype(np.float64)
-    variance = (squares[tissue].astype(np.float64) - window_sums * window_sums / n) / (n - 1)
+    variance = (squares[tissue].astype(np.float64) - window_sums * window_sums / count) / (count - 1)
     variance = variance[variance > 1e-6]
     if variance.size == 0:
         return NoiseLevel(0.0, tissue_mm2, box, "soft tissue has no noise at all (SD 0)")
     log_sd = 0.5 * np.log(variance)
-    low, high = float(log_sd.min()), float(log_sd.max())
-    bins = max(1, int(math.ceil((high - low) / LOG_BIN_WIDTH)) + 1)
-    counts = np.bincount(((log_sd - low) / LOG_BIN_WIDTH).astype(np.intp), minlength=bins)
+    low_log, high_log = float(log_sd.min()), float(log_sd.max())
+    bins = max(1, int(math.ceil((high_log - low_log) / LOG_BIN_WIDTH)) + 1)
+    histogram = np.bincount(((log_sd - low_log) / LOG_BIN_WIDTH).astype(np.intp), minlength=bins)
     radius = int(4 * MODE_SMOOTH_BINS)
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / MODE_SMOOTH_BINS) ** 2)
-    smooth = np.convolve(np.pad(counts.astype(np.float64), radius), kernel, mode="valid")
+    smooth = np.convolve(np.pad(histogram.astype(np.float64), radius), kernel, mode="valid")
     peak = int(np.argmax(smooth))
     offset = 0.0
     if 0 < peak < smooth.size - 1:
@@ -148,5 +170,11 @@ def _noise_level(centred: np.ndarray, blocks: np.ndarray, pixel_spacing_mm: tupl
         curvature = left - 2.0 * centre + right
         if curvature < 0:
             offset = 0.5 * (left - right) / curvature
-    mode_log = low + (peak + 0.5 + offset) * LOG_BIN_WIDTH
+    mode_log = low_log + (peak + 0.5 + offset) * LOG_BIN_WIDTH
+    share = float(np.count_nonzero(np.abs(log_sd - mode_log) <= math.log1p(MODE_BAND))) / log_sd.size
+    if share < MIN_MODE_SHARE:
+        return NoiseLevel(None, tissue_mm2, box,
+                          f"no clear noise mode: {100 * share:.0f} % of {log_sd.size} homogeneous-tissue windows "
+                          f"within +-{100 * MODE_BAND:.0f} % of it (at least {100 * MIN_MODE_SHARE:.0f} % "
+                          f"needed); edges dominate")
     return NoiseLevel(float(math.exp(mode_log)), tissue_mm2, box)
