@@ -19,6 +19,7 @@ BODY_THRESHOLD_HU = -500.0      # body above this; halfway between air and water
 OUTSIDE_FOV_HU = -1500.0        # far below air (noise never gets there): padding outside the reconstruction circle
 MIN_BODY_MM2 = 2000.0           # smaller "bodies" (a 50 mm circle) are not a patient
 MAX_TRUNCATED_FRACTION = 0.25   # body contour on the field edge beyond this share: no Dw
+MIN_TRUNCATED_FRACTION = 0.02   # less contour than this on the edge is a graze, not a truncation
 
 
 @dataclass
@@ -132,8 +133,9 @@ def water_equivalent_diameter(hu: np.ndarray, pixel_spacing_mm: tuple[float, flo
         ``dw_mm`` is None (``note`` says why) when there is no body, or when
         the body runs off the field of view over more than a quarter of its
         contour (a body filling the field); otherwise ``truncated`` says
-        whether it touches the field's edge at all, in which case ``dw_mm`` is
-        a lower bound.
+        whether it touches the field's edge over at least 2 % of its contour
+        (less is a graze that comes and goes with the noise), in which case
+        ``dw_mm`` is a lower bound.
 
     Notes
     -----
@@ -212,7 +214,9 @@ def _water_equivalent_diameter(hu: np.ndarray, pixel_spacing_mm: tuple[float, fl
     # Share of the contour: contact length over the circumference of the equal-area circle.
     circumference = 2.0 * math.sqrt(math.pi * area_mm2)
     fraction = contact_mm / circumference
-    truncated = contact_mm > 0
+    # A graze of a few blocks comes and goes with the noise in the mixed blocks at the
+    # edge (body and padding or air in one block): only a real share of the contour counts.
+    truncated = fraction >= MIN_TRUNCATED_FRACTION
     if fraction > MAX_TRUNCATED_FRACTION:
         return WaterEquivalentDiameter(None, area_mm2, mean_hu, True, fraction,
                                        f"body fills the field of view ({100 * fraction:.0f} % of its "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deltaiqa_lite import physics
-from test_physics import grid, ramp_noise, white_noise
+from test_physics import grid, ramp_noise, water_cylinder, white_noise
 
 SPACING = 0.45
 SIZE = 512
@@ -119,3 +119,24 @@ def test_measure_slice_uses_the_brain_range_for_a_head():
     head = physics.measure_slice(plane, (0.5, 0.5), body_part="HEAD").result
     assert body.noise_hu == pytest.approx(30.0, rel=0.1)
     assert head.noise_hu == pytest.approx(6.0, rel=0.1)
+
+
+# ------------------------------------------------------------- body-truncated stability
+
+@pytest.mark.parametrize("diameter_mm, expected", [(312.0, False), (316.0, False), (317.0, True), (319.0, True)])
+def test_truncation_is_the_same_for_every_noise_copy(diameter_mm, expected):
+    """A body grazing the reconstruction circle (radius 160 mm) is not truncated, whatever the noise.
+
+    Before, 316 mm gave True for some noise copies and False for others (a contact of
+    0-0.6 % of the contour); now a contact under 2 % is a graze. The decision can
+    still change within about 0.5 mm of geometry where the contact is 2 %.
+    """
+    x, y = grid(0.7, SIZE)
+    base = water_cylinder(diameter_mm, 0.7)
+    decisions = set()
+    for seed in range(4):
+        for sd in (5.0, 20.0, 60.0):
+            plane = base + ramp_noise((SIZE, SIZE), sd, seed)
+            plane[np.hypot(x, y) > 160.0] = -3024.0
+            decisions.add(physics.water_equivalent_diameter(plane, (0.7, 0.7)).truncated)
+    assert decisions == {expected}
