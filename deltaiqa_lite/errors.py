@@ -67,6 +67,10 @@ class ProviderError(DeltaIQAError):
     """The requested execution provider is not what runs the session (``strict_provider``)."""
 
 
+class CategoryMapError(DeltaIQAError):
+    """A CT category mapping file (``report --exams --categories``) that cannot be used."""
+
+
 class InputWarning(UserWarning):
     """A value of an input that was ignored because it is malformed but not needed to score.
 
