@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     results = scorer.score_paths(args.paths, progress=progress if show_progress else None)
+    results, dose_reports = split_dose_reports(results)
     series = group_results(results, flag_below=args.flag_below)
     header = run_header(scorer.model_name, scorer.precision, scorer.card.get("version"), str(scorer.model_path),
                         scorer.provider, args.flag_below)
@@ -131,12 +132,45 @@ def run(args: argparse.Namespace) -> int:
             else:
                 sr_failed += outcome.status != "skipped"  # skipped: no DICOM series to report on
                 print(f"deltaiqa-lite: SR {outcome.status}: {outcome.reason}", file=sys.stderr)
+    for report in dose_reports:
+        print(f"deltaiqa-lite: {dose_report_line(report)}", file=sys.stderr)
     failed = [r for r in results if not r.ok]
     # Failures are in the results; repeat them on stderr unless the table already shows them there.
     if failed and (args.output is not None or fmt not in (None, "table") or not sys.stdout.isatty()):
         for result in failed:
             print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
     return 1 if failed or sr_failed else 0
+
+
+def split_dose_reports(results: list) -> tuple[list, list]:
+    """The results without the CT Radiation Dose SRs given beside the images, and those reports parsed.
+
+    A dose report is not a slice to score: its refusal ("not an image") is
+    replaced by its dose (:mod:`deltaiqa_lite.read.rdsr`), reported apart.
+    """
+    from deltaiqa_lite.errors import InputError
+    from deltaiqa_lite.read.rdsr import read_rdsr
+
+    kept, reports = [], []
+    for result in results:
+        if result.ok or result.refused_kind is None or "Radiation Dose SR" not in (result.error or ""):
+            kept.append(result)
+            continue
+        try:
+            reports.append(read_rdsr(result.path))
+        except InputError:
+            kept.append(result)
+    return kept, reports
+
+
+def dose_report_line(report) -> str:
+    """One line about a dose report: study, total DLP, acquisitions, problems."""
+    total = "-" if report.total_dlp_mgy_cm is None else f"{report.total_dlp_mgy_cm:.1f} mGy.cm"
+    line = (f"{report.path}: CT dose report of study {report.study_instance_uid}: total DLP {total}, "
+            f"{len(report.acquisitions)} CT acquisitions")
+    if report.problems:
+        line += "; " + "; ".join(report.problems)
+    return line
 
 
 def _run_streaming(args: argparse.Namespace) -> int:
