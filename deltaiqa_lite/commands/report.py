@@ -11,7 +11,7 @@ from deltaiqa_lite.commands._args import positive_float, positive_int
 
 HELP = ("trend report from the QA log: per station / protocol / kernel, control charts with "
         "drift flags, low-scoring series (table, CSV, JSON, PNG charts, HTML)")
-FORMATS = ("table", "csv", "json", "html")
+FORMATS = ("table", "csv", "json", "html", "fhir")
 
 
 def _iso(text: str) -> str:
@@ -49,7 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=rules.threshold, metavar="SCORE",
                         help=f"list series whose mean score is below SCORE ({rules.threshold:g})")
     parser.add_argument("--format", choices=FORMATS, default="table",
-                        help="table (default, terminal), csv (one row per series), json, html")
+                        help="table (default, terminal), csv (one row per series), json, html; "
+                             "fhir (with --exams: a Bundle of FHIR Observations with the measure's LOINC codes)")
+    parser.add_argument("--exams", action="store_true",
+                        help="per exam (study): CT category, global noise, Dw, DLP, size-adjusted dose, "
+                             "in or out of range (CMS1074 thresholds), share out of range per category and "
+                             "scanner per month")
+    parser.add_argument("--categories", default=None, metavar="FILE",
+                        help="with --exams: the site's CT category mapping (TOML; default: the shipped one)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
                         help="write the report to FILE instead of stdout")
     parser.add_argument("--png-dir", default=None, metavar="DIR",
@@ -98,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     since = args.since
     if args.days is not None:
         since = (date.today() - timedelta(days=args.days)).isoformat()
+    if args.exams:
+        return _run_exams(args, since)
+    if args.format == "fhir" or args.categories:
+        print("deltaiqa-lite report: error: --format fhir and --categories need --exams", file=sys.stderr)
+        return 2
     rules = ChartRules(baseline_days=args.baseline_days, baseline_until=args.baseline_until,
                        threshold=args.threshold)
     with QALog(args.log) as log:
@@ -137,4 +149,34 @@ def run(args: argparse.Namespace) -> int:
             if g.ssde_trend:
                 (folder / f"{safe}.ssde.png").write_bytes(
                     draw_trend(g.ssde_trend, f"{g.title}: mean SSDE per series"))
+    return 0
+
+
+def _run_exams(args: argparse.Namespace, since: str | None) -> int:
+    """``report --exams``: the per-exam measure (deltaiqa_lite.qa.exams)."""
+    import json
+
+    from deltaiqa_lite.physics.exam import load_category_rules
+    from deltaiqa_lite.qa import exams as measure
+    from deltaiqa_lite.qa.log import QALog
+
+    rules = load_category_rules(args.categories)
+    with QALog(args.log) as log:
+        exams = measure.exam_rows(log, rules, since=since, until=args.until)
+    if args.station:
+        exams = [e for e in exams if e.station_name == args.station]
+    writers = {"csv": measure.exams_to_csv, "json": lambda e: measure.exams_to_json(e) + "\n",
+               "html": measure.render_exams_html,
+               "fhir": lambda e: json.dumps(measure.exams_to_fhir(e), indent=2) + "\n"}
+    text = writers.get(args.format, measure.exams_to_table)(exams)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if args.png_dir:
+        folder = Path(args.png_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for share in {(s.group_by, s.group) for s in measure.share_rows(exams)}:
+            safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"exams_{share[0]}_{share[1]}")
+            (folder / f"{safe}.png").write_bytes(measure.share_trend_png(exams, *share))
     return 0

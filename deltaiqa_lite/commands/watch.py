@@ -99,6 +99,6 @@ def run(args: argparse.Namespace) -> int:
             if args.once:
                 reporter.flush()  # --once: the folder is complete now, no idle wait
     print(f"deltaiqa-lite watch: scored {stats.scored} files ({stats.slices} slices), refused "
-          f"{stats.refused}, failed {stats.error}, already logged {stats.duplicate}",
+          f"{stats.refused}, failed {stats.error}, already logged {stats.duplicate}, dose reports {stats.dose}",
           file=sys.stderr, flush=True)
     return 1 if (stats.refused or stats.error) and args.once else 0

@@ -68,6 +68,9 @@ class QAHeader:
     reconstruction_diameter_mm: float | None = None
     number_of_frames: int = 1
     patient_hash: str | None = None
+    study_description: str | None = None
+    procedure_code: str | None = None       # (0008,1032) Procedure Code Sequence: code value
+    procedure_meaning: str | None = None    # and its code meaning
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (for the QA log)."""
@@ -210,6 +213,7 @@ def header_from_dataset(ds: Dataset, *, patient_id_salt: bytes | None = None) ->
     sop_instance = ds.get("SOPInstanceUID") or (
         meta.get("MediaStorageSOPInstanceUID") if meta else None)
     frames = _number(ds.get("NumberOfFrames"))
+    procedure = _first_item(ds, "ProcedureCodeSequence")
     hashed = None
     if patient_id_salt is not None and ds.get("PatientID"):
         hashed = patient_hash(str(ds.PatientID), patient_id_salt)
@@ -238,6 +242,9 @@ def header_from_dataset(ds: Dataset, *, patient_id_salt: bytes | None = None) ->
             _lookup(ds, "ReconstructionDiameter", ("CTReconstructionSequence",))),
         number_of_frames=int(frames) if frames and 1 <= frames < 2**31 else 1,
         patient_hash=hashed,
+        study_description=_text(ds.get("StudyDescription")),
+        procedure_code=_text(procedure.get("CodeValue")) if procedure is not None else None,
+        procedure_meaning=_text(procedure.get("CodeMeaning")) if procedure is not None else None,
     )
 
 

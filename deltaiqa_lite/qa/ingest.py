@@ -4,24 +4,28 @@ Shared by ``watch`` and ``serve``. Per file: read the header (no pixels),
 refuse what is not CT, skip what the log already holds (restart safety),
 score the rest with one ``Scorer.score_paths`` call (batched inference), and
 write all rows of the batch in one transaction. Every input ends as exactly
-one outcome: scored, refused, error or duplicate.
+one outcome: scored, refused, error or duplicate, or dose for a CT Radiation
+Dose SR (X-Ray Radiation Dose SR, or an Enhanced or Comprehensive SR rooted at
+113701), whose dose goes to the ``dose_reports`` table keyed by study.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from deltaiqa_lite.errors import InputError
+from deltaiqa_lite.errors import InputError, RefusedInput
 from deltaiqa_lite.qa.header import CT_SOP_CLASSES, QAHeader, read_qa_header, refusal_reason
 from deltaiqa_lite.physics import FLAG_SEPARATOR
-from deltaiqa_lite.qa.log import QALog, SliceRecord
+from deltaiqa_lite.qa.log import DoseReportRow, QALog, SliceRecord
 from deltaiqa_lite.read.policy import header_refusal_kind
+from deltaiqa_lite.read.rdsr import RDSR_SOP_CLASSES, read_rdsr
 
 SCORED, REFUSED, ERROR, DUPLICATE = "scored", "refused", "error", "duplicate"
+DOSE = "dose"  # a CT Radiation Dose SR, stored in the dose_reports table
 # At most this many rows for one refused multi-frame object (one per frame, as images are counted).
 MAX_FRAMES_COUNTED = 10000
 
@@ -37,7 +41,7 @@ class FileOutcome:
     """What happened to one input file."""
 
     path: str
-    status: str  # scored | refused | error | duplicate
+    status: str  # scored | refused | error | duplicate | dose
     reason: str | None = None
     sop_instance_uid: str | None = None
     series_uid: str | None = None
@@ -97,6 +101,26 @@ class Ingestor:
         except InputError as error:
             return error
 
+    def _dose_report(self, path: str, name: str, header: QAHeader) -> tuple[FileOutcome, SliceRecord | None]:
+        """Store a CT Radiation Dose SR in the log; a refusal or error row for anything else."""
+        try:
+            report = read_rdsr(path)
+        except InputError as error:
+            refused = isinstance(error, RefusedInput)
+            status = REFUSED if refused else ERROR
+            record = header_record(header, source=self.source, status=status, file_name=name,
+                                   reason=error.reason, refused_kind="not an image" if refused else None)
+            return FileOutcome(path, status, error.reason, header.sop_instance_uid, header.series_uid), record
+        problems = "; ".join(report.problems) or None
+        row = DoseReportRow(source=self.source, file_name=name, study_uid=report.study_instance_uid,
+                            sop_instance_uid=report.sop_instance_uid, station_name=header.station_name,
+                            total_dlp_mgy_cm=report.total_dlp_mgy_cm, n_acquisitions=len(report.acquisitions),
+                            problems=problems)
+        if not self.log.record_dose_report(row, [asdict(a) for a in report.acquisitions]):
+            return FileOutcome(path, DUPLICATE, "SOP Instance UID already in the QA log", header.sop_instance_uid,
+                               header.series_uid), None
+        return FileOutcome(path, DOSE, problems, header.sop_instance_uid, header.series_uid), None
+
     def process(self, paths: Sequence[str], *, names: dict[str, str | None] | None = None,
                 headers: dict[str, QAHeader | InputError] | None = None,
                 defer_errors: Collection[str] = ()) -> list[FileOutcome]:
@@ -133,6 +157,12 @@ class Ingestor:
                 outcomes[path] = FileOutcome(path, ERROR, reason)
                 continue
             sop = header.sop_instance_uid
+            if header.sop_class_uid in RDSR_SOP_CLASSES:
+                outcome, record = self._dose_report(path, name, header)
+                outcomes[path] = outcome
+                if record is not None:
+                    records.append(record)
+                continue
             if sop and (sop in seen_in_batch or self.log.has_sop(sop)):
                 outcomes[path] = FileOutcome(path, DUPLICATE, "SOP Instance UID already in the QA log",
                                              sop, header.series_uid)

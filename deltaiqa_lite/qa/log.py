@@ -205,6 +205,42 @@ def _backfill_refused_kinds(conn: sqlite3.Connection) -> None:
     _backfill_series(conn)
 
 
+# CT Radiation Dose SRs (TID 10011) that arrived, keyed by study: the exam's DLP for
+# the per-exam measure (deltaiqa_lite.qa.exams). Slices get the study's own words
+# (description, procedure code) for the CT category mapping.
+_V6_DOSE_REPORTS = """
+CREATE TABLE dose_reports (
+    id INTEGER PRIMARY KEY,
+    recorded_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    file_name TEXT,
+    study_uid TEXT,
+    sop_instance_uid TEXT,
+    station_name TEXT,
+    total_dlp_mgy_cm REAL,
+    n_acquisitions INTEGER NOT NULL DEFAULT 0,
+    problems TEXT
+);
+CREATE UNIQUE INDEX dose_reports_sop ON dose_reports (sop_instance_uid) WHERE sop_instance_uid IS NOT NULL;
+CREATE INDEX dose_reports_study ON dose_reports (study_uid);
+CREATE TABLE dose_acquisitions (
+    report_id INTEGER NOT NULL REFERENCES dose_reports (id),
+    number INTEGER NOT NULL,
+    protocol TEXT,
+    target_region TEXT,
+    acquisition_type TEXT,
+    ctdivol_mgy REAL,
+    dlp_mgy_cm REAL,
+    scanning_length_mm REAL,
+    phantom TEXT
+);
+CREATE INDEX dose_acquisitions_report ON dose_acquisitions (report_id);
+ALTER TABLE slices ADD COLUMN study_description TEXT;
+ALTER TABLE slices ADD COLUMN procedure_code TEXT;
+ALTER TABLE slices ADD COLUMN procedure_meaning TEXT
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: SQL run in a transaction, then an optional Python data step."""
@@ -224,6 +260,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "structured reports sent back to PACS (sr_reports)", _V4_SR_REPORTS),
     Migration(5, "physics beside the network: slice position, noise level, Dw, SSDE, noise score, "
                  "flags and their series summaries", _V5_PHYSICS),
+    Migration(6, "CT Radiation Dose SRs per study (dose_reports, dose_acquisitions); study description and "
+                 "procedure code per slice", _V6_DOSE_REPORTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -332,6 +370,24 @@ class SliceRecord:
     noise_score: float | None = None
     flags: str | None = None
     physics_note: str | None = None
+    study_description: str | None = None
+    procedure_code: str | None = None
+    procedure_meaning: str | None = None
+
+
+@dataclass(frozen=True)
+class DoseReportRow:
+    """One row of the ``dose_reports`` table: a CT Radiation Dose SR of a study."""
+
+    source: str
+    recorded_at: str = ""
+    file_name: str | None = None
+    study_uid: str | None = None
+    sop_instance_uid: str | None = None
+    station_name: str | None = None
+    total_dlp_mgy_cm: float | None = None
+    n_acquisitions: int = 0
+    problems: str | None = None
 
 
 @dataclass(frozen=True)
@@ -407,6 +463,9 @@ class SREvent:
 
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
 _SR_COLUMNS = [f.name for f in fields(SREvent)]
+_DOSE_COLUMNS = [f.name for f in fields(DoseReportRow)]
+_ACQUISITION_COLUMNS = ["number", "protocol", "target_region", "acquisition_type", "ctdivol_mgy", "dlp_mgy_cm",
+                        "scanning_length_mm", "phantom"]
 _SERIES_COLUMNS = [f.name for f in fields(SeriesRow)]
 
 
@@ -640,7 +699,46 @@ class QALog:
                 f"INSERT INTO sr_reports ({', '.join(_SR_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in _SR_COLUMNS)})", [row[c] for c in _SR_COLUMNS])
 
+    def record_dose_report(self, row: DoseReportRow, acquisitions: Sequence[dict[str, Any]] = ()) -> bool:
+        """Store one dose report and its acquisitions; False when its SOP Instance UID is already there."""
+        values = asdict(row)
+        values["recorded_at"] = values["recorded_at"] or utc_now()
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                if row.sop_instance_uid is not None and self._conn.execute(
+                        "SELECT 1 FROM dose_reports WHERE sop_instance_uid = ?", (row.sop_instance_uid,)).fetchone():
+                    self._conn.execute("ROLLBACK")
+                    return False
+                cursor = self._conn.execute(
+                    f"INSERT INTO dose_reports ({', '.join(_DOSE_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _DOSE_COLUMNS)})", [values[c] for c in _DOSE_COLUMNS])
+                for number, acquisition in enumerate(acquisitions, 1):
+                    item = {**acquisition, "number": number}
+                    self._conn.execute(
+                        f"INSERT INTO dose_acquisitions (report_id, {', '.join(_ACQUISITION_COLUMNS)}) "
+                        f"VALUES (?, {', '.join('?' for _ in _ACQUISITION_COLUMNS)})",
+                        [cursor.lastrowid] + [item.get(c) for c in _ACQUISITION_COLUMNS])
+                self._conn.execute("COMMIT")
+                return True
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
+
     # -- reading
+    def dose_reports(self, *, study_uid: str | None = None) -> list[DoseReportRow]:
+        """Dose report rows, optionally of one study, in arrival order."""
+        return self._select("dose_reports", _DOSE_COLUMNS, DoseReportRow, study_uid=study_uid)
+
+    def dose_acquisitions(self, sop_instance_uid: str) -> list[dict[str, Any]]:
+        """The acquisitions of one stored dose report, in report order."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join('a.' + c for c in _ACQUISITION_COLUMNS)} FROM dose_acquisitions a "
+                "JOIN dose_reports r ON r.id = a.report_id WHERE r.sop_instance_uid = ? ORDER BY a.number",
+                (sop_instance_uid,)).fetchall()
+        return [dict(zip(_ACQUISITION_COLUMNS, row)) for row in rows]
+
     def sr_events(self, *, series_uid: str | None = None, event: str | None = None
                   ) -> list[SREvent]:
         """SR events, optionally of one series and/or one kind, oldest first."""

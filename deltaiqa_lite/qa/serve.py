@@ -81,9 +81,10 @@ from deltaiqa_lite.qa.header import (
     read_qa_header,
     refusal_reason,
 )
-from deltaiqa_lite.qa.ingest import (DUPLICATE, REFUSED, SCORED, FileOutcome, Ingestor, header_record,
+from deltaiqa_lite.qa.ingest import (DOSE, DUPLICATE, REFUSED, SCORED, FileOutcome, Ingestor, header_record,
                                      header_refused_kind)
 from deltaiqa_lite.qa.log import QALogError, SliceRecord
+from deltaiqa_lite.read.rdsr import RDSR_SOP_CLASSES
 
 STATUS_SUCCESS = 0x0000
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
@@ -169,6 +170,7 @@ class ServeStats:
     scored: int = 0
     failed: int = 0
     duplicate: int = 0
+    dose_reports: int = 0
     slices: int = 0
     first_received: float | None = None
     last_received: float | None = None
@@ -510,7 +512,12 @@ class QAServer:
             self.stats.bump("failed")
             return STATUS_CANNOT_UNDERSTAND
         reason, status = None, STATUS_DATASET_MISMATCH
-        if sop_class not in CT_SOP_CLASSES:
+        if sop_class in RDSR_SOP_CLASSES:
+            # A dose report (or an SR that may be one): the ingestor reads or refuses it.
+            if header.sop_instance_uid != sop:
+                reason = (f"(0008,0018) SOP Instance UID {header.sop_instance_uid!r} does not match "
+                          f"the C-STORE request's {sop!r}")
+        elif sop_class not in CT_SOP_CLASSES:
             reason, status = refusal_reason(QAHeader(sop_class_uid=sop_class)), \
                 STATUS_SOP_CLASS_NOT_SUPPORTED
         elif header.sop_instance_uid != sop:
@@ -652,7 +659,7 @@ class QAServer:
         if self._log_trouble is not None:
             self._set_trouble(None)
         for outcome in outcomes:
-            name = {SCORED: "scored", DUPLICATE: "duplicate", REFUSED: "refused"}.get(
+            name = {SCORED: "scored", DUPLICATE: "duplicate", REFUSED: "refused", DOSE: "dose_reports"}.get(
                 outcome.status, "failed")
             self.stats.bump("slices", outcome.n_slices)
             self.stats.bump(name)
@@ -671,7 +678,7 @@ class QAServer:
                 # copy where the first attempt would have put it.
                 status = {"ok": SCORED, "refused": REFUSED}.get(
                     self.ingestor.log.sop_status(sop) or "", status)
-            if status == SCORED:
+            if status in (SCORED, DOSE):
                 if self.store is None:
                     spooled.unlink(missing_ok=True)
                     return

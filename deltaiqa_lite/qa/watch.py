@@ -101,6 +101,7 @@ class WatchStats:
     refused: int = 0
     error: int = 0
     duplicate: int = 0
+    dose: int = 0
     slices: int = 0
     polls: int = 0
     archived: int = 0
