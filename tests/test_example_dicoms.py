@@ -21,7 +21,7 @@ SHIPPED = sorted(p for p in REPO.rglob("*.dcm")
 
 def test_examples_are_shipped():
     names = {p.relative_to(REPO).as_posix() for p in SHIPPED}
-    assert {"examples/dose-100.dcm", "examples/dose-report.dcm"} <= names
+    assert {"examples/dose-100.dcm", "examples-dose/dose-report.dcm"} <= names
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed")
@@ -34,11 +34,10 @@ def test_shipped_dicom_passes_dciodvfy(path: Path):
 
 def test_example_headers_and_dose_report_agree():
     """The nominal acquisition of each example (CTDIvol = 12 mGy x dose fraction, 5 mm) is what the report says."""
-    report = read_rdsr(REPO / "examples" / "dose-report.dcm")
+    report = read_rdsr(REPO / "examples-dose" / "dose-report.dcm")
     assert report.problems == []
     images = {str(ds.SeriesDescription): ds for ds in
-              (pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((REPO / "examples").glob("*.dcm"))
-               if p.name != "dose-report.dcm")}
+              (pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((REPO / "examples").glob("*.dcm")))}
     assert len(report.acquisitions) == len(images) == 5
     for acquisition in report.acquisitions:
         ds = images[acquisition.protocol]
@@ -54,10 +53,10 @@ def test_example_headers_and_dose_report_agree():
 def test_score_reads_the_dose_report_beside_the_images(tiny_model: Path):
     """The report is not a failed input: score exits 0 and says the exam's DLP on stderr."""
     done = subprocess.run([sys.executable, "-m", "deltaiqa_lite", "score", "--model", str(tiny_model),
-                           "--format", "csv", "examples/dose-100.dcm", "examples/dose-report.dcm"],
+                           "--format", "csv", "examples/dose-100.dcm", "examples-dose/"],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
-    assert "examples/dose-report.dcm: CT dose report of study" in done.stderr
+    assert "examples-dose/dose-report.dcm: CT dose report of study" in done.stderr
     assert "total DLP 17.1 mGy.cm, 5 CT acquisitions" in done.stderr
     assert "dose-report" not in done.stdout and "dose-100.dcm" in done.stdout

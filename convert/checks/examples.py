@@ -11,7 +11,7 @@ The acquisition headers are nominal and say so (the simulator is a 2-D
 parallel-beam model with no tube, no pitch and no slice thickness): 120 kVp, a
 5 mm slice, the ramp-Hann kernel, and a CTDIvol of 12 mGy (32 cm IEC body
 phantom) at full dose, scaled by the dose fraction. The same values go into
-``examples/dose-report.dcm``, a CT Radiation Dose SR (TID 10011) of the
+``examples-dose/dose-report.dcm``, a CT Radiation Dose SR (TID 10011) of the
 example exam: one CT Acquisition per example series.
 
 Run from the repository root::
@@ -187,7 +187,9 @@ def main(out_dir: Path = REPO / "examples", *, simulate: bool = False) -> list[P
         datasets.append(ds)
         written.append(path)
         print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: {comments}")
-    report = out_dir / "dose-report.dcm"
+    # Beside, not inside, examples/: every command that takes that folder scores its images only.
+    report = out_dir.parent / "examples-dose" / "dose-report.dcm"
+    report.parent.mkdir(exist_ok=True)
     pydicom.dcmwrite(report, dose_report(datasets), enforce_file_format=True)
     written.append(report)
     print(f"{report.relative_to(REPO) if report.is_relative_to(REPO) else report}: CT Radiation Dose SR of the exam")
