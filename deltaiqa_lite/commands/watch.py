@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         if outcome.status == "scored":
             print(f"{name}: scored {outcome.score:.2f} ({outcome.n_slices} slices)",
                   file=sys.stderr, flush=True)
+        elif outcome.status == "dose":
+            print(f"{name}: dose report stored{': ' + outcome.reason if outcome.reason else ''}",
+                  file=sys.stderr, flush=True)
         else:
             print(f"{name}: {outcome.status}: {outcome.reason}", file=sys.stderr, flush=True)
 
