@@ -25,8 +25,7 @@ from deltaiqa_lite.physics.flags import (DISAGREE_THRESHOLD, FLAG_BODY_TRUNCATED
                                          physics_flags)
 from deltaiqa_lite.physics.measure import SliceMeasurement, measure_slice
 from deltaiqa_lite.physics.noise import (BRAIN_TISSUE_HU, LOG_BIN_WIDTH, MIN_MODE_SHARE, MIN_SOFT_TISSUE_MM2,
-                                         MIN_TISSUE_PIXEL_SHARE, MODE_BAND, MODE_SMOOTH_BINS, NOISE_BOX_MM,
-                                         PIXEL_MARGIN_HU, SOFT_TISSUE_HU, NoiseLevel, global_noise_level)
+                                         MODE_BAND, MODE_SMOOTH_BINS, NOISE_BOX_MM, PIXEL_MARGIN_HU, SOFT_TISSUE_HU, NoiseLevel, global_noise_level)
 from deltaiqa_lite.physics.size import (BODY_THRESHOLD_HU, MAX_TRUNCATED_FRACTION, MIN_BODY_MM2,
                                         MIN_TRUNCATED_FRACTION, OUTSIDE_FOV_HU, WaterEquivalentDiameter,
                                         water_equivalent_diameter)
@@ -41,6 +40,6 @@ __all__ = [
     "TRAINING_FOV_MM", "PHANTOM_16CM_CODES", "PHANTOM_32CM_CODES", "SSDE_FIT_16CM", "SSDE_FIT_32CM",
     "LOG_BIN_WIDTH", "MIN_SOFT_TISSUE_MM2", "MODE_SMOOTH_BINS", "NOISE_BOX_MM", "SOFT_TISSUE_HU",
     "BODY_THRESHOLD_HU", "MAX_TRUNCATED_FRACTION", "MIN_BODY_MM2", "OUTSIDE_FOV_HU",
-    "BRAIN_TISSUE_HU", "MIN_MODE_SHARE", "MIN_TISSUE_PIXEL_SHARE", "MODE_BAND", "PIXEL_MARGIN_HU",
+    "BRAIN_TISSUE_HU", "MIN_MODE_SHARE", "MODE_BAND", "PIXEL_MARGIN_HU",
     "MIN_TRUNCATED_FRACTION",
 ]

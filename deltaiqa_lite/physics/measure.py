@@ -90,7 +90,7 @@ def measure_slice(hu: np.ndarray | None, pixel_spacing_mm: tuple[float, float] |
             blocks = _block_sums(centred)
             # A head (16 cm phantom or a head body part) is measured over brain tissue.
             head = phantom_16cm or _normal_body_part(body_part) in HEAD_BODY_PARTS
-            noise = _noise_level(centred, centre_hu, spacing, box_mm=NOISE_BOX_MM,
+            noise = _noise_level(centred, blocks, centre_hu, spacing, box_mm=NOISE_BOX_MM,
                                  soft_tissue_hu=BRAIN_TISSUE_HU if head else SOFT_TISSUE_HU)
             if noise.noise_hu is not None:
                 result.noise_hu = noise.noise_hu

@@ -16,7 +16,6 @@ NOISE_BOX_MM = 6.0              # side of the square in which the local SD is ta
 SOFT_TISSUE_HU = (0.0, 150.0)   # local mean range counted as soft tissue (enhanced parenchyma included)
 BRAIN_TISSUE_HU = (0.0, 80.0)   # the same for a head: grey and white matter, CSF at the low end
 PIXEL_MARGIN_HU = 200.0         # a pixel is tissue within this margin of the range (fat, noise); bone and air are not
-MIN_TISSUE_PIXEL_SHARE = 0.9    # a window counts only when this share of its pixels is tissue
 LOG_BIN_WIDTH = 0.01            # histogram bins: 1 % wide in ln(SD)
 MODE_SMOOTH_BINS = 3.0          # Gaussian smoothing of the histogram (SD in bins) before the mode
 MIN_SOFT_TISSUE_MM2 = 500.0     # less soft tissue than this: no noise level
@@ -96,11 +95,10 @@ def global_noise_level(hu: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
 
     Notes
     -----
-    A window counts when at least 90 % of its pixels lie within 200 HU of the
-    tissue range (so bone, air and the partial-volume pixels of their edges
-    are few) and the mean of those pixels lies in the range. Its local SD is
-    the sample SD (n - 1) of those pixels only, so the few bone or air pixels
-    a window may hold do not inflate it. Windows have their corners on a
+    A window counts when every pixel lies within 200 HU of the tissue range
+    (so it holds no bone or air, nor most of the partial-volume pixels of
+    their edges; the margin keeps the noise itself and fat in) and its mean
+    lies in the range. Its local SD is the sample SD (n - 1). Windows have their corners on a
     2-pixel grid (whole 2 x 2 blocks, summed by shifted adds). The histogram
     has bins 1 % wide in ln(SD), smoothed by a Gaussian of 3 bins; the mode is
     refined by a parabola through the peak bin and its neighbours. For white
@@ -116,12 +114,13 @@ def global_noise_level(hu: np.ndarray, pixel_spacing_mm: tuple[float, float], *,
     tissue_hu = soft_tissue_hu or (BRAIN_TISSUE_HU if head else SOFT_TISSUE_HU)
     centre_hu = 0.5 * (tissue_hu[0] + tissue_hu[1])
     centred = _even(hu) - np.float32(centre_hu)
-    return _noise_level(centred, centre_hu, pixel_spacing_mm, box_mm=box_mm, soft_tissue_hu=tissue_hu)
+    return _noise_level(centred, _block_sums(centred), centre_hu, pixel_spacing_mm, box_mm=box_mm,
+                        soft_tissue_hu=tissue_hu)
 
 
-def _noise_level(centred: np.ndarray, centre_hu: float, pixel_spacing_mm: tuple[float, float], *,
-                 box_mm: float, soft_tissue_hu: tuple[float, float]) -> NoiseLevel:
-    """:func:`global_noise_level` on an even-sized plane already offset by ``-centre_hu``."""
+def _noise_level(centred: np.ndarray, blocks: np.ndarray, centre_hu: float, pixel_spacing_mm: tuple[float, float],
+                 *, box_mm: float, soft_tissue_hu: tuple[float, float]) -> NoiseLevel:
+    """:func:`global_noise_level` on an even-sized plane offset by ``-centre_hu``, and its 2 x 2 block sums."""
     row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
     k_rows = max(2, int(round(box_mm / (2.0 * row_mm))))
     k_cols = max(2, int(round(box_mm / (2.0 * col_mm))))
@@ -132,27 +131,27 @@ def _noise_level(centred: np.ndarray, centre_hu: float, pixel_spacing_mm: tuple[
     n = box[0] * box[1]
     low = np.float32(soft_tissue_hu[0] - centre_hu)
     high = np.float32(soft_tissue_hu[1] - centre_hu)
-    # Tissue pixels only: bone and air (and most of their partial-volume edge) drop out.
-    inside = (centred >= low - np.float32(PIXEL_MARGIN_HU)) & (centred <= high + np.float32(PIXEL_MARGIN_HU))
-    tissue_values = np.where(inside, centred, np.float32(0))
+    # Pixels far outside the tissue range (bone, air, most of their partial-volume
+    # edge): a window holding any of them is not homogeneous. One |x - mid| test.
+    middle = np.float32(0.5 * (low + high))
+    reach = np.float32(0.5 * (high - low) + PIXEL_MARGIN_HU)
+    outside = (np.abs(centred - middle) > reach).astype(np.float32)
+    foreign = _window_sums(_block_sums(outside), k_rows, k_cols)
     # The plane is offset by the tissue centre, which keeps float32 sums of squares
     # exact enough where it matters (tissue windows hold small deviations).
-    counts = _window_sums(_block_sums(inside.astype(np.float32)), k_rows, k_cols)
-    sums = _window_sums(_block_sums(tissue_values), k_rows, k_cols)
-    squares = _window_sums(_block_sums(tissue_values * tissue_values), k_rows, k_cols)
-    homogeneous = counts >= np.float32(MIN_TISSUE_PIXEL_SHARE * n)
-    tissue = homogeneous & (sums >= low * counts) & (sums <= high * counts)
+    sums = _window_sums(blocks, k_rows, k_cols)
+    squares = _window_sums(_block_sums(centred * centred), k_rows, k_cols)
+    tissue = (foreign < np.float32(0.5)) & (sums >= low * n) & (sums <= high * n)
     # Each window corner stands for one 2 x 2 block of tissue.
     tissue_mm2 = float(np.count_nonzero(tissue)) * 4.0 * row_mm * col_mm
     range_text = (f"homogeneous soft tissue ({soft_tissue_hu[0]:g}..{soft_tissue_hu[1]:g} HU in {box_mm:g} mm "
-                  f"windows, {100 * MIN_TISSUE_PIXEL_SHARE:.0f} % of pixels within {PIXEL_MARGIN_HU:g} HU of it)")
+                  f"windows, every pixel within {PIXEL_MARGIN_HU:g} HU of it)")
     if tissue_mm2 < MIN_SOFT_TISSUE_MM2:
         return NoiseLevel(None, tissue_mm2, box,
                           f"{range_text} covers {tissue_mm2:.0f} mm^2; at least "
                           f"{MIN_SOFT_TISSUE_MM2:.0f} mm^2 needed for a noise level")
-    count = counts[tissue].astype(np.float64)
     window_sums = sums[tissue].astype(np.float64)
-    variance = (squares[tissue].astype(np.float64) - window_sums * window_sums / count) / (count - 1)
+    variance = (squares[tissue].astype(np.float64) - window_sums * window_sums / n) / (n - 1)
     variance = variance[variance > 1e-6]
     if variance.size == 0:
         return NoiseLevel(0.0, tissue_mm2, box, "soft tissue has no noise at all (SD 0)")
