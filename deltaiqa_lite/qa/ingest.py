@@ -109,7 +109,7 @@ class Ingestor:
             refused = isinstance(error, RefusedInput)
             status = REFUSED if refused else ERROR
             record = header_record(header, source=self.source, status=status, file_name=name,
-                                   reason=error.reason, refused_kind="not an image" if refused else None)
+                                   reason=error.reason, refused_kind=header_refused_kind(header) if refused else None)
             return FileOutcome(path, status, error.reason, header.sop_instance_uid, header.series_uid), record
         problems = "; ".join(report.problems) or None
         row = DoseReportRow(source=self.source, file_name=name, study_uid=report.study_instance_uid,

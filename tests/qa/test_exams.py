@@ -180,3 +180,34 @@ def test_rdsr_sent_with_storescu_gives_the_exam_dlp(tmp_path: Path, tiny_model: 
     assert exam.study_uid == study and exam.dlp_mgy_cm == pytest.approx(432.1) and exam.dlp_source == "RDSR"
     assert exam.category == "Abdomen and Pelvis Routine Dose"
     assert list((tmp_path / "store").rglob("*.dcm"))   # the report is kept with the study
+
+
+def test_ingest_partial_report_non_dose_sr_and_resend(tmp_path: Path):
+    """Partial report: stored with its problems; an Enhanced SR that is no dose report: refused; resend: duplicate."""
+    from deltaiqa_lite.qa.ingest import DOSE, DUPLICATE, REFUSED, Ingestor
+    from deltaiqa_lite.read.rdsr import ENHANCED_SR
+
+    def write(ds, name):
+        path = tmp_path / name
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        return str(path)
+
+    acquisitions = [Acquisition("Chest", ("51185008", "SCT", "Chest"), 7.0, 280.0, 400.0)]
+    partial = write(ct_dose_report(study_uid="2.25.71", series_uid="2.25.72", instance_uid="2.25.73",
+                                   acquisitions=acquisitions, include_total=False), "partial.dcm")
+    other = ct_dose_report(study_uid="2.25.81", series_uid="2.25.82", instance_uid="2.25.83", acquisitions=acquisitions)
+    other.SOPClassUID = other.file_meta.MediaStorageSOPClassUID = ENHANCED_SR
+    other.ConceptNameCodeSequence[0].CodeValue = "126000"
+    other_path = write(other, "other.dcm")
+    with QALog(tmp_path / "qa.sqlite") as log:
+        ingestor = Ingestor(scorer=None, log=log, source="watch")
+        first, second = ingestor.process([partial, other_path])
+        again, = ingestor.process([partial])
+        assert first.status == DOSE and "no (113811) CT Accumulated Dose Data" in first.reason
+        assert second.status == REFUSED and "not an X-Ray Radiation Dose SR" in second.reason
+        assert again.status == DUPLICATE
+        (row,) = log.dose_reports()
+        assert row.study_uid == "2.25.71" and row.total_dlp_mgy_cm == pytest.approx(280.0)
+        assert "sum of the acquisitions" in row.problems and row.file_name == "partial.dcm"
+        (refused,) = log.slices(status="refused")
+        assert refused.sop_instance_uid == "2.25.83" and refused.refused_kind == "not CT"
