@@ -82,6 +82,8 @@ KV = ("kV", "UCUM", "kV")
 MA = ("mA", "UCUM", "mA")
 EVENTS = ("{events}", "UCUM", "events")
 NO_UNITS = ("1", "UCUM", "no units")
+SPIRAL = ("116152004", "SCT", "Spiral Acquisition")
+COMPUTED_TOMOGRAPHY = ("77477000", "SCT", "Computed Tomography X-Ray")
 
 
 def ct_dose_report(*, study_uid: str, series_uid: str, instance_uid: str, acquisitions: list[Acquisition],
@@ -134,7 +136,7 @@ def ct_dose_report(*, study_uid: str, series_uid: str, instance_uid: str, acquis
     total = sum(a.dlp_mgy_cm for a in acquisitions) if total_dlp_mgy_cm is None else total_dlp_mgy_cm
     content = [
         _code_item("HAS CONCEPT MOD", ("121058", "DCM", "Procedure reported"),
-                   ("77477000", "SCT", "Computed Tomography X-Ray")),
+                   COMPUTED_TOMOGRAPHY),
         _code_item("HAS OBS CONTEXT", ("121005", "DCM", "Observer Type"), ("121007", "DCM", "Device")),
     ]
     device = _item("HAS OBS CONTEXT", "UIDREF", ("121012", "DCM", "Device Observer UID"))
@@ -180,8 +182,8 @@ def ct_dose_report(*, study_uid: str, series_uid: str, instance_uid: str, acquis
         content.append(_container("CONTAINS", ("113819", "DCM", "CT Acquisition"), [
             _text(("125203", "DCM", "Acquisition Protocol"), acquisition.protocol),
             _code_item("CONTAINS", ("123014", "DCM", "Target Region"), acquisition.target_region),
-            _code_item("CONTAINS", ("113820", "DCM", "CT Acquisition Type"), ("116152004", "SCT", "Spiral Acquisition")),
-            _code_item("CONTAINS", ("408730004", "SCT", "Procedure Context"), ("77477000", "SCT", "Computed Tomography X-Ray")),
+            _code_item("CONTAINS", ("113820", "DCM", "CT Acquisition Type"), SPIRAL),
+            _code_item("CONTAINS", ("408730004", "SCT", "Procedure Context"), COMPUTED_TOMOGRAPHY),
             event_uid,
             parameters,
             dose,

@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             reporter.stop()
     print(f"deltaiqa-lite serve: stopped; received {stats.received}, scored {stats.scored} "
           f"({stats.slices} slices), refused {stats.refused}, failed {stats.failed}, "
-          f"duplicate {stats.duplicate}, dose reports {stats.dose_reports}, out-of-resources {stats.rejected_full} (queue) "
+          f"duplicate {stats.duplicate}, dose reports {stats.dose_reports}, "
+          f"out-of-resources {stats.rejected_full} (queue) "
           f"+ {stats.rejected_log} (QA log); "
           f"peak RSS {peak_rss_mb():.0f} MiB", file=sys.stderr, flush=True)
     return 0

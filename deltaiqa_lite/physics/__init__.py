@@ -25,7 +25,8 @@ from deltaiqa_lite.physics.flags import (DISAGREE_THRESHOLD, FLAG_BODY_TRUNCATED
                                          physics_flags)
 from deltaiqa_lite.physics.measure import SliceMeasurement, measure_slice
 from deltaiqa_lite.physics.noise import (BRAIN_TISSUE_HU, LOG_BIN_WIDTH, MIN_MODE_SHARE, MIN_SOFT_TISSUE_MM2,
-                                         MODE_BAND, MODE_SMOOTH_BINS, NOISE_BOX_MM, PIXEL_MARGIN_HU, SOFT_TISSUE_HU, NoiseLevel, global_noise_level)
+                                         MODE_BAND, MODE_SMOOTH_BINS, NOISE_BOX_MM, PIXEL_MARGIN_HU, SOFT_TISSUE_HU,
+                                         NoiseLevel, global_noise_level)
 from deltaiqa_lite.physics.size import (BODY_THRESHOLD_HU, MAX_TRUNCATED_FRACTION, MIN_BODY_MM2,
                                         MIN_TRUNCATED_FRACTION, OUTSIDE_FOV_HU, WaterEquivalentDiameter,
                                         water_equivalent_diameter)
