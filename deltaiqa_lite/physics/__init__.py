@@ -11,6 +11,8 @@ parameters, their sources and the limits.
 - :mod:`.flags`   :class:`PhysicsResult` and :func:`physics_flags`.
 - :mod:`.measure` :func:`measure_slice`, all of it for one slice, never raising.
 - :mod:`.label_rule` the label rule shared with the simulator.
+- :mod:`.exam`    the per-exam measure's categories, thresholds and out-of-range rule (CMS1074),
+  the category mapping (``exam_categories.toml``); pure stdlib.
 
 Layer: imports only :mod:`deltaiqa_lite.errors` and NumPy; never the model,
 the readers, the scorer or anything above them.

@@ -1,6 +1,8 @@
 """Global noise level of a CT slice (Christianson et al., AJR 2015 style).
 
-Local SD in a ~6 mm square over soft tissue, the mode of its histogram.
+Local SD in a ~6 mm square over homogeneous soft tissue (or brain, for a
+head), the mode of its histogram; null with the reason when too little
+homogeneous tissue or no clear mode.
 """
 
 from __future__ import annotations

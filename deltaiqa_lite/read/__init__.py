@@ -4,6 +4,7 @@
 - :mod:`.images` LDCTIQAC TIFF (already windowed to [0, 1]), NumPy ``.npy`` in HU,
   other images through Pillow with an explicit window
 - :mod:`.series` grouping into series and ordering along the slice normal
+- :mod:`.rdsr`   CT Radiation Dose SRs (TID 10011): the exam's DLP, per acquisition CTDIvol
 
 Every reader raises :class:`deltaiqa_lite.errors.InputError` (or a subclass)
 with the file name and the reason; nothing here calls ``sys.exit``.
