@@ -182,7 +182,9 @@ def small_disk(tmp_path: Path):
 
 def _fill(folder: Path) -> Path:
     filler = folder / "filler"
-    with filler.open("wb") as handle:
+    # Unbuffered: a buffered file would still hold the tail of the last, partial write
+    # and raise ENOSPC again on close (whether it does depends on the free space left).
+    with filler.open("wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
