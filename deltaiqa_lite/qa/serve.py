@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import queue
 import resource
@@ -302,7 +303,10 @@ class QAServer:
         self._rows: queue.Queue[SliceRecord] = queue.Queue(maxsize=4096)
         self._unwritten_rows: list[SliceRecord] = []
         self._queued: set[str] = set()
+        # UIDs of ``_queued`` that a second association stored again and answered Success.
+        self._resent: set[str] = set()
         self._queued_lock = threading.Lock()
+        self._part_counter = itertools.count()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._server = None
@@ -464,7 +468,9 @@ class QAServer:
         return STATUS_SUCCESS if self.config.ack_refused else status
 
     def _spool_partial(self, event, key: str) -> Path:
-        partial = self.spool / f".{key}{PART_SUFFIX}"
+        # One name per store operation: two associations sending the same UID at once
+        # must not write into (or delete) each other's partial file.
+        partial = self.spool / f".{key}.{os.getpid()}-{next(self._part_counter)}{PART_SUFFIX}"
         data = event.encoded_dataset(include_meta=True)
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.config.file_mode)
         try:
@@ -525,23 +531,32 @@ class QAServer:
                 header = QAHeader(**(header.as_dict() | {"sop_instance_uid": sop}))
             return self._refuse(header, reason, status, peer, partial, key)
         final = safe_child(self.spool, sop)
-        with self._queued_lock:
-            already = sop in self._queued
-            self._queued.add(sop)
+        # The claim and the rename happen under one lock, so that a resend of the same
+        # UID on another association (the sender timed out and retried) is either seen
+        # by the first association before it gives up, or arrives after it: the first
+        # never deletes a file that another association has answered Success for.
         try:
-            os.replace(partial, final)
+            with self._queued_lock:
+                already = sop in self._queued
+                os.replace(partial, final)
+                self._queued.add(sop)
+                if already:
+                    self._resent.add(sop)
             fsync_folder(self.spool)
         except OSError as error:
             print(f"deltaiqa-lite serve: cannot spool {sop}: {error.strerror or error}",
                   file=sys.stderr, flush=True)
             partial.unlink(missing_ok=True)
-            if not already:
+            if final.exists():
+                # Renamed, only the folder fsync failed: the rescan takes it (it may be
+                # another association's acknowledged copy, so it is never deleted here).
                 with self._queued_lock:
-                    self._queued.discard(sop)
+                    if not already:
+                        self._queued.discard(sop)
             return STATUS_OUT_OF_RESOURCES
         if already:
             # A resend while the first copy still waits: the file was replaced, the
-            # queue already holds the UID.
+            # queue already holds the UID (or the rescan takes it, see below).
             self.stats.bump("received")
             return STATUS_SUCCESS
         try:
@@ -549,7 +564,12 @@ class QAServer:
         except queue.Full:
             with self._queued_lock:
                 self._queued.discard(sop)
-            final.unlink(missing_ok=True)
+                if sop in self._resent:
+                    # Another association answered Success for this file meanwhile: it
+                    # stays in the spool, unclaimed, and the next rescan scores it.
+                    self._resent.discard(sop)
+                else:
+                    final.unlink(missing_ok=True)
             self.stats.bump("rejected_full")
             return STATUS_OUT_OF_RESOURCES
         self.stats.bump("received")
@@ -641,6 +661,7 @@ class QAServer:
             self._set_trouble(str(error))
             with self._queued_lock:
                 self._queued.difference_update(sops)
+                self._resent.difference_update(sops)
             return
         except Exception as error:  # noqa: BLE001 - a bug must not kill the receiver
             print(f"deltaiqa-lite serve: scoring failed for {len(paths)} objects (kept in the "
@@ -648,6 +669,7 @@ class QAServer:
             self.stats.bump("failed", len(paths))
             with self._queued_lock:
                 self._queued.difference_update(sops)
+                self._resent.difference_update(sops)
             return
         if self._log_trouble is not None:
             self._set_trouble(None)
@@ -661,6 +683,7 @@ class QAServer:
             self._finish(outcome.path, outcome.status, outcome.sop_instance_uid)
         with self._queued_lock:
             self._queued.difference_update(sops)
+            self._resent.difference_update(sops)
 
     def _finish(self, path: str, status: str, sop: str | None) -> None:
         """Put the spool file where it is kept, now that its log row is durable."""
