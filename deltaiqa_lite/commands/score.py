@@ -85,6 +85,8 @@ def _check_engine_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import threading
 
+    from deltaiqa_lite.read.names import display_text
+
     _check_engine_options(args)
     if _streaming(args):
         return _run_streaming(args)
@@ -135,12 +137,14 @@ def run(args: argparse.Namespace) -> int:
     # Failures are in the results; repeat them on stderr unless the table already shows them there.
     if failed and (args.output is not None or fmt not in (None, "table") or not sys.stdout.isatty()):
         for result in failed:
-            print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
+            print(f"deltaiqa-lite: {display_text(result.error or '')}", file=sys.stderr)
     return 1 if failed or sr_failed else 0
 
 
 def _run_streaming(args: argparse.Namespace) -> int:
     import time
+
+    from deltaiqa_lite.read.names import display_text
 
     from deltaiqa_lite.engine import Progress, score_to_file
 
@@ -183,7 +187,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
     if tty and not args.no_progress:
         sys.stderr.write("\n")
     for result in summary.failed_written:
-        print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
+        print(f"deltaiqa-lite: {display_text(result.error or '')}", file=sys.stderr)
     rate = summary.slices_written / summary.seconds if summary.seconds > 0 else 0.0
     skipped = f", {summary.files_skipped} files already there" if summary.files_skipped else ""
     print(f"deltaiqa-lite: wrote {summary.slices_written} slices to {args.output} in {summary.seconds:.1f} s "

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
     from deltaiqa_lite.commands._node import make_reporter
     from deltaiqa_lite.qa.watch import FolderWatcher
+    from deltaiqa_lite.read.names import display_text
 
     salt = patient_id_salt(args)
     scorer = make_scorer(args)
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: scored {outcome.score:.2f} ({outcome.n_slices} slices)",
                   file=sys.stderr, flush=True)
         else:
-            print(f"{name}: {outcome.status}: {outcome.reason}", file=sys.stderr, flush=True)
+            print(f"{name}: {outcome.status}: {display_text(outcome.reason or '')}", file=sys.stderr,
+                  flush=True)
 
     file_mode, dir_mode = (0o640, 0o750) if args.group_access else (0o600, 0o700)
     error_settle = args.error_settle if args.error_settle is not None else (

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 from deltaiqa_lite.engine.inputs import count_inputs, iter_inputs
 from deltaiqa_lite.engine.output import OUTPUT_SUFFIXES, open_writer
 from deltaiqa_lite.errors import InputError
+from deltaiqa_lite.read.names import display_text
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["Engine", "RunSummary", "Progress", "score_to_file", "OUTPUT_SUFFIXES"]
@@ -106,7 +107,8 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
         nonlocal skipped
         for entry in iter_inputs(paths):
             key = entry.path if isinstance(entry, InputError) else entry
-            if key in done_paths:
+            # Outputs hold the display form of a path (see deltaiqa_lite.read.names).
+            if display_text(key) in done_paths:
                 skipped += 1
                 continue
             yield entry
@@ -119,7 +121,7 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
         for rows, files in engine.run(todo()):
             if done_paths:
                 # Belt and braces: a row already in the output is never written twice.
-                rows = [r for r in rows if r.path not in done_paths]
+                rows = [r for r in rows if display_text(r.path) not in done_paths]
             writer.write(rows)
             files_done += files
             summary.slices_written += len(rows)

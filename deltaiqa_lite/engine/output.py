@@ -191,13 +191,24 @@ class CsvWriter(ResultWriter):
                 raise DeltaIQAError(f"{self.path}: columns {columns} differ from this version's "
                                     f"{CSV_COLUMNS}; cannot resume into this file")
             data_end = len(header)
+            pending = b""
             for line in stream:
                 if not line.endswith(b"\n"):
                     break
-                row = next(csv.reader([line.decode("utf-8")]))
+                # A quoted field may hold newlines (a path can): a row ends at a newline
+                # outside quotes, i.e. once its double quotes are balanced.
+                pending += line
+                if pending.count(b'"') % 2:
+                    continue
+                row = next(csv.reader(io.StringIO(pending.decode("utf-8"), newline="")))
+                if len(row) != len(CSV_COLUMNS):
+                    raise DeltaIQAError(f"{self.path}: row at byte {data_end} has {len(row)} "
+                                        f"fields, not {len(CSV_COLUMNS)}; cannot resume into "
+                                        "this file")
                 record = dict(zip(CSV_COLUMNS, row))
                 self.done.add((record["path"], _frame(record["frame"])))
-                data_end += len(line)
+                data_end += len(pending)
+                pending = b""
         os.truncate(self.path, data_end)
 
     def write(self, results: Sequence[SliceResult]) -> None:
@@ -303,10 +314,18 @@ class ParquetWriter(ResultWriter):
         self.buffer: list[dict] = []
         if not resume:
             shutil.rmtree(self.parts, ignore_errors=True)
+            # A fresh run replaces the output, as the text formats do; an old file left
+            # beside new parts would otherwise pass for a finished run on --resume.
+            self.path.unlink(missing_ok=True)
         self.parts.mkdir(parents=True, exist_ok=True)
         if resume:
             if self.path.is_file():
                 # A finished run: its file becomes the first part, merged again at close.
+                # Parts still beside it are already inside it (close writes the file from
+                # every part before it removes them; a kill between the two leaves both):
+                # they go first, or their rows would be written twice.
+                for stale in self.parts.iterdir():
+                    stale.unlink()
                 self.path.replace(self.parts / "part-000000-merged.parquet")
             self._scan_parts()
         self.next_part = len(self._part_files())

@@ -13,6 +13,7 @@ import math
 from typing import Callable, Sequence, TextIO
 
 from deltaiqa_lite.physics import FLAG_SEPARATOR, PHYSICS_FIELDS
+from deltaiqa_lite.read.names import display_text
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header", "slice_record",
@@ -41,6 +42,10 @@ def _clean(value):
     # JSON has no NaN; never emit it (a NaN score would be a bug upstream anyway).
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        # A file name that is not UTF-8 (in the path or in an error message): escaped,
+        # so every format can hold it and it reads the same in all of them.
+        return display_text(value)
     return value
 
 
@@ -56,7 +61,7 @@ def series_record(series: SeriesResult) -> dict:
 
 def _series_record(series: SeriesResult) -> dict:
     record = series_record(series)
-    record["slices"] = [s.name for s in series.slices]
+    record["slices"] = [display_text(s.name) for s in series.slices]
     return record
 
 
@@ -89,7 +94,7 @@ def write_csv(stream: TextIO, results: Sequence[SliceResult], series: Sequence[S
 
 def csv_row(result: SliceResult) -> dict:
     """The CSV row of one slice: :data:`CSV_COLUMNS`, empty strings for None, 6 decimals."""
-    row = {k: v for k, v in result.to_dict().items() if k in CSV_COLUMNS}
+    row = {k: _clean(v) for k, v in result.to_dict().items() if k in CSV_COLUMNS}
     probabilities = result.probabilities or (None,) * 5
     row.update({f"p{k}": (f"{p:.6f}" if p is not None else "") for k, p in enumerate(probabilities)})
     if result.score is not None:
@@ -105,7 +110,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence[SeriesResult],
                 header: dict) -> None:
     """Aligned text for a terminal: slices, then one summary line per series."""
-    names = [r.name for r in results]
+    names = [display_text(r.name) for r in results]
     width = min(max([len("input")] + [len(n) for n in names]), 60)
     # Physics columns carry their output key names, as in JSON and CSV; physics_note
     # goes on an indented line under its slice.
@@ -123,7 +128,7 @@ def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence
             if result.physics_note:
                 stream.write(f"    physics_note: {result.physics_note}\n")
         else:
-            stream.write(f"{shown:<{width}}  {'-':>5}  {'-':>6}  error: {result.error}\n")
+            stream.write(f"{shown:<{width}}  {'-':>5}  {'-':>6}  error: {display_text(result.error or '')}\n")
     for summary in series:
         if summary.series_uid is None:
             continue

@@ -1,0 +1,132 @@
+"""Issue 24: streaming runs under hostile names and interruptions.
+
+Items covered: 2 (file names that are not valid UTF-8, every writer), 5 (``.csv --resume``
+with a newline in a path; ``.parquet`` killed during its cleanup, then ``--resume``).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.uid import generate_uid
+
+from deltaiqa_lite.cli import main
+from deltaiqa_lite.engine import score_to_file
+from deltaiqa_lite.engine.local import LocalEngine
+from deltaiqa_lite.engine.output import open_writer
+from deltaiqa_lite.read.names import path_from_display
+from deltaiqa_lite.score import Scorer
+from dicom_builders import ct_dataset, phantom_hu, save
+
+needs_pyarrow = pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None,
+                                   reason=".parquet needs pyarrow (the 'ray' extra)")
+SUFFIXES = [".jsonl", ".csv", pytest.param(".parquet", marks=needs_pyarrow)]
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_model):
+    return Scorer(tiny_model, provider="cpu", batch_size=4)
+
+
+def _raw(folder: Path, name: bytes) -> Path:
+    return Path(os.fsdecode(os.path.join(os.fsencode(folder), name)))
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """One series: a plain name, a Latin-1 name, a name with a newline; plus a broken file
+    with an undecodable name (its error message carries the name too)."""
+    root = tmp_path / "in"
+    root.mkdir()
+    series = generate_uid()
+    names = [b"plain.dcm", b"M\xfcller.dcm", b"two\nlines.dcm"]
+    files = [save(ct_dataset(phantom_hu(seed=k), series_uid=series, ipp=(0, 0, k),
+                             instance_number=k + 1), _raw(root, name))
+             for k, name in enumerate(names)]
+    broken = _raw(root, b"\xff\xfe.dcm")
+    broken.write_bytes(b"not DICOM at all")
+    return root, files + [broken]
+
+
+def _read_paths(target: Path) -> list[str]:
+    if target.suffix == ".jsonl":
+        return [json.loads(line)["path"] for line in target.read_text().splitlines()
+                if json.loads(line)["type"] == "slice"]
+    if target.suffix == ".csv":
+        with open(target, encoding="utf-8", newline="") as stream:
+            return [row["path"] for row in csv.DictReader(stream)]
+    import pyarrow.parquet as pq
+    return pq.read_table(target, columns=["path"]).column("path").to_pylist()
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_non_utf8_names_written_escaped_and_resumed(tmp_path, hostile, scorer, suffix):
+    """Items 2 and 5: every writer takes any file name; --resume finds every row again."""
+    root, files = hostile
+    target = tmp_path / f"run{suffix}"
+    summary = score_to_file([root], target, LocalEngine(scorer))
+    assert summary.slices_written == 4 and summary.n_failed == 1
+    paths = _read_paths(target)
+    assert sorted(path_from_display(p) for p in paths) == sorted(str(f) for f in files)
+    assert any("M\\xfcller.dcm" in p for p in paths) and any("\n" in p for p in paths)
+    again = score_to_file([root], target, LocalEngine(scorer), resume=True)
+    assert again.files_skipped == 4 and again.slices_written == 0
+    assert sorted(_read_paths(target)) == sorted(paths)  # no row twice
+    assert sum(s.n_slices for s in again.series) == 4
+
+
+def test_csv_resume_with_newline_in_path_after_interrupt(tmp_path, hostile, scorer):
+    """Item 5: a quoted path holding a newline is one row to --resume (was KeyError 'frame')."""
+    root, files = hostile
+    target = tmp_path / "run.csv"
+    score_to_file([root], target, LocalEngine(scorer))
+    text = target.read_bytes()
+    lines = text.split(b"\n")
+    # Cut inside the last row, as a kill mid-write would.
+    target.write_bytes(text[: len(text) - len(lines[-2]) // 2 - 1])
+    writer = open_writer(target, resume=True)
+    done = writer.done_keys()
+    writer.abort()
+    assert len(done) == 3
+    again = score_to_file([root], target, LocalEngine(scorer), resume=True)
+    assert again.slices_written == 1
+    assert len(_read_paths(target)) == 4
+
+
+@needs_pyarrow
+def test_parquet_killed_during_cleanup_then_resume_writes_no_row_twice(tmp_path, hostile, scorer):
+    """Item 5: the merged file plus leftover parts (kill -9 inside close) must not double."""
+    root, _ = hostile
+    target = tmp_path / "run.parquet"
+    writer = open_writer(target)
+    rows = list(scorer.iter_score_paths([root]))
+    writer.write(rows)
+    writer.abort()  # flushes the part files
+    parts = target.with_name(target.name + ".parts")
+    kept = tmp_path / "parts-copy"
+    shutil.copytree(parts, kept)
+    writer = open_writer(target, resume=True)
+    writer.close()
+    # What a kill -9 between the merge and the removal of the parts leaves behind.
+    shutil.copytree(kept, parts)
+    summary = score_to_file([root], target, LocalEngine(scorer), resume=True)
+    assert summary.slices_written == 0
+    assert len(_read_paths(target)) == 4
+    assert sum(s.n_slices for s in summary.series) == 4
+
+
+def test_score_to_stdout_with_non_utf8_names(tmp_path, hostile, tiny_model, capsysbinary):
+    """Item 2: json, jsonl, csv and table output on stdout take the names too."""
+    root, _ = hostile
+    for fmt in ("json", "jsonl", "csv", "table"):
+        code = main(["score", str(root), "--model", str(tiny_model), "--provider", "cpu",
+                     "--format", fmt])
+        out = capsysbinary.readouterr().out.decode("utf-8")
+        assert code == 1
+        assert "M\\\\xfcller.dcm" in out if fmt in ("json", "jsonl") else "M\\xfcller.dcm" in out
