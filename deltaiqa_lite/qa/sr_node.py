@@ -139,6 +139,8 @@ class SeriesReporter:
         from pydicom.dataset import Dataset, FileMetaDataset
         from pydicom.uid import ExplicitVRLittleEndian
 
+        from deltaiqa_lite.output.sr import UTF8_CHARACTER_SET
+
         try:
             source = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 - an unreadable file: a later one of the series may do
@@ -146,6 +148,9 @@ class SeriesReporter:
         if "SOPClassUID" not in source or "SOPInstanceUID" not in source:
             return
         keep = Dataset()
+        # Names were decoded with the source's character set when read; kept in UTF-8,
+        # which holds any of them (without the element they would be written as ASCII).
+        keep.SpecificCharacterSet = UTF8_CHARACTER_SET
         for keyword in IDENTITY_KEYWORDS:
             if keyword in source:
                 setattr(keep, keyword, source[keyword].value)
