@@ -14,7 +14,7 @@ HELP = "watch a folder: score each new CT DICOM file once it is completely writt
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from deltaiqa_lite.commands._node import add_scoring_arguments
-    from deltaiqa_lite.commands._node import add_sr_arguments
+    from deltaiqa_lite.commands._node import add_sr_arguments, add_tls_arguments
 
     parser.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument("--archive", default=None, metavar="DIR",
@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per file on stderr")
     add_scoring_arguments(parser)
     add_sr_arguments(parser)
+    add_tls_arguments(parser, listener=False)
 
 
 def run(args: argparse.Namespace) -> int:

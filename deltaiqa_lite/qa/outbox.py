@@ -42,6 +42,7 @@ from pathlib import Path
 
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.qa.log import QALog, SREvent
+from deltaiqa_lite.qa.tls import TLSSettings, client_context
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -157,12 +158,15 @@ class Outbox:
         Association, DIMSE and network timeouts of one attempt.
     clock : callable
         Monotonic clock for retry times (tests pass their own).
+    tls : TLSSettings, optional
+        Send over TLS, verifying the destination (:mod:`deltaiqa_lite.qa.tls`).
     """
 
     def __init__(self, folder: str | os.PathLike, destination: Destination, log: QALog, *,
                  calling_aet: str = "DELTAIQA", retry_initial_s: float = 2.0,
                  retry_max_s: float = 300.0, timeout_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tls: TLSSettings | None = None) -> None:
         self.folder = Path(folder)
         try:
             private_folder(self.folder)
@@ -176,6 +180,8 @@ class Outbox:
         self.retry_max_s = max(float(retry_max_s), self.retry_initial_s)
         self.timeout_s = float(timeout_s)
         self.clock = clock
+        # Built once: bad TLS files are a start-up error, not a failed send per SR.
+        self._tls = client_context(tls) if tls is not None else None
         remove_stale_parts(self.folder)
         # SOP UID -> (attempts, next try on ``clock``, last error): the retry state that
         # counts; the sidecar is a copy for restarts and people, written when it can be.
@@ -303,7 +309,9 @@ class Outbox:
         return False, f"{dest} answered C-STORE status 0x{code:04X}{comment}"
 
     def _association_options(self) -> dict:
-        return {}
+        if self._tls is None:
+            return {}
+        return {"tls_args": (self._tls, self.destination.host)}
 
     def _record(self, event: SREvent) -> None:
         try:

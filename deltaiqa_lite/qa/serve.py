@@ -68,6 +68,7 @@ import queue
 import resource
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,7 @@ from deltaiqa_lite.qa.header import (
 from deltaiqa_lite.qa.ingest import (DUPLICATE, REFUSED, SCORED, FileOutcome, Ingestor, header_record,
                                      header_refused_kind)
 from deltaiqa_lite.qa.log import QALogError, SliceRecord
+from deltaiqa_lite.qa.tls import TLSSettings, guard_listener, server_context
 
 STATUS_SUCCESS = 0x0000
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
@@ -139,6 +141,8 @@ class ServeConfig:
     file_mode, dir_mode : int
         Permissions of the files and folders the node creates (0600/0700: private
         to the node's user; 0640/0750 gives its group read access).
+    tls : TLSSettings or None
+        DICOM over TLS (:mod:`deltaiqa_lite.qa.tls`); None listens in plain TCP.
     """
 
     spool_dir: Path
@@ -157,6 +161,7 @@ class ServeConfig:
     rescan_s: float = 10.0
     file_mode: int = 0o600
     dir_mode: int = 0o700
+    tls: TLSSettings | None = None
 
 
 @dataclass
@@ -329,9 +334,12 @@ class QAServer:
             from pynetdicom.sop_class import Verification
         except ImportError as error:
             raise ServeError("serve needs pynetdicom: pip install 'deltaiqa-lite[net]'") from error
+        # Bad TLS files are a start-up error, before anything is created or bound.
+        ssl_context = server_context(self.config.tls) if self.config.tls is not None else None
         for folder in (self.spool, self.store, self.quarantine):
             if folder is not None:
                 make_folders(folder, self.config.dir_mode)
+        self._check_writable()
         self._clean_stale_parts()
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_associations = self.config.max_associations
@@ -359,10 +367,26 @@ class QAServer:
             self._stopping.set()
             raise ServeError(f"cannot listen on {self.config.host}:{self.config.port}: "
                              f"{error.strerror or error}") from error
+        if ssl_context is not None:
+            guard_listener(self._server, ssl_context)
         self._ae = ae
         host, port = self._server.server_address[:2]
         self.address = (host, port)
         return self.address
+
+    def _check_writable(self) -> None:
+        """Refuse to start when a folder the node writes into is read-only (one line, not one
+        per object on every rescan)."""
+        for what, folder in (("spool", self.spool), ("store", self.store),
+                             ("quarantine", self.quarantine)):
+            if folder is None:
+                continue
+            try:  # a real write: permission bits alone do not tell (root, read-only mounts)
+                with tempfile.TemporaryFile(dir=folder, prefix=".deltaiqa-probe-"):
+                    pass
+            except OSError as error:
+                raise ServeError(f"{folder}: the {what} folder cannot be written "
+                                 f"({error.strerror or error})") from error
 
     def _clean_stale_parts(self) -> None:
         """Temporary files of writes cut short by a kill: never acknowledged, so never needed.
