@@ -82,12 +82,31 @@ def _check_engine_options(args: argparse.Namespace) -> None:
         raise DeltaIQAError(f"{', '.join(given)} need --engine ray")
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an --output that cannot be written, before any scoring (exit 2 through the CLI)."""
+    import os
+
+    from deltaiqa_lite.errors import DeltaIQAError
+
+    target = args.output
+    if target is None:
+        return
+    if os.path.isdir(target):
+        raise DeltaIQAError(f"--output {target}: is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise DeltaIQAError(f"--output {target}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DeltaIQAError(f"--output {target}: folder {parent} is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     import threading
 
     from deltaiqa_lite.read.names import display_text
 
     _check_engine_options(args)
+    _check_output(args)
     if _streaming(args):
         return _run_streaming(args)
 

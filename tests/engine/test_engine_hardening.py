@@ -130,3 +130,21 @@ def test_score_to_stdout_with_non_utf8_names(tmp_path, hostile, tiny_model, caps
         out = capsysbinary.readouterr().out.decode("utf-8")
         assert code == 1
         assert "M\\\\xfcller.dcm" in out if fmt in ("json", "jsonl") else "M\\xfcller.dcm" in out
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv", ".parquet"])
+def test_output_folder_or_missing_parent_is_one_line_exit_2_before_scoring(
+        tmp_path, hostile, tiny_model, capsys, suffix):
+    """Item 7: --output naming a folder or a file in a missing folder: one line, exit 2,
+    and nothing scored (checked before the model is even loaded)."""
+    root, _ = hostile
+    folder = tmp_path / f"out{suffix}"
+    folder.mkdir()
+    missing = tmp_path / "no" / "such" / f"out{suffix}"
+    for target, message in ((folder, "is a folder; give a file name"),
+                            (missing, f"folder {missing.parent} does not exist")):
+        code = main(["score", str(root), "--model", str(tmp_path / "never-loaded.onnx"),
+                     "-o", str(target)])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.strip().splitlines() == [f"deltaiqa-lite: error: --output {target}: {message}"]
