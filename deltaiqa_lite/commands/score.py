@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write one DICOM Structured Report (TID 1500) per scored series "
                              "into DIR (needs the 'sr' extra: highdicom)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--csv-formulas", action="store_true",
+                        help="CSV: keep text cells that start with = + - @ as they are (default: "
+                             "prefixed with ' so that a spreadsheet does not run them as formulas)")
     engine = parser.add_argument_group(
         "streaming and Ray", "with --output FILE.jsonl/.csv/.parquet rows are written as they come "
         "(flat memory); PATH may also be a manifest (.txt one path per line, .csv with a 'path' column)")
@@ -138,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format
     if args.output is not None:
         with open(args.output, "w", encoding="utf-8", newline="") as stream:
-            write_results(stream, fmt or "json", results, series, header)
+            write_results(stream, fmt or "json", results, series, header,
+                          csv_formulas=args.csv_formulas)
     else:
-        write_results(sys.stdout, fmt or ("table" if sys.stdout.isatty() else "json"), results, series, header)
+        write_results(sys.stdout, fmt or ("table" if sys.stdout.isatty() else "json"), results, series, header,
+                      csv_formulas=args.csv_formulas)
         sys.stdout.flush()
     sr_failed = 0
     if args.sr is not None:
@@ -200,6 +205,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
 
     try:
         summary = score_to_file(args.paths, args.output, engine, resume=args.resume,
+                                csv_formulas=args.csv_formulas,
                                 flag_below=args.flag_below, progress=None if args.no_progress else progress)
     finally:
         engine.close()
@@ -207,6 +213,12 @@ def _run_streaming(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     for result in summary.failed_written:
         print(f"deltaiqa-lite: {display_text(result.error or '')}", file=sys.stderr)
+    for repeat in summary.duplicates:
+        print(f"deltaiqa-lite: {display_text(repeat.path)}: given again ({display_text(repeat.source)}); "
+              "scored once", file=sys.stderr)
+    if summary.n_duplicates > len(summary.duplicates):
+        print(f"deltaiqa-lite: ... {summary.n_duplicates - len(summary.duplicates)} more inputs given "
+              "again", file=sys.stderr)
     rate = summary.slices_written / summary.seconds if summary.seconds > 0 else 0.0
     skipped = f", {summary.files_skipped} files already there" if summary.files_skipped else ""
     print(f"deltaiqa-lite: wrote {summary.slices_written} slices to {args.output} in {summary.seconds:.1f} s "

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
-from deltaiqa_lite.engine.inputs import count_inputs, iter_inputs
+from deltaiqa_lite.engine.inputs import Duplicate, count_inputs, iter_inputs
 from deltaiqa_lite.engine.output import OUTPUT_SUFFIXES, open_writer
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.read.names import display_text
@@ -64,6 +64,9 @@ class RunSummary:
     failed_written: list[SliceResult] = field(default_factory=list)
     seconds: float = 0.0
     series: list[SeriesResult] = field(default_factory=list)
+    #: Inputs given more than once (scored once): the first ``keep_failed`` of them, and how many.
+    duplicates: list[Duplicate] = field(default_factory=list)
+    n_duplicates: int = 0
 
     @property
     def n_failed(self) -> int:
@@ -74,7 +77,7 @@ class RunSummary:
 def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike, engine: Engine, *,
                   resume: bool = False, flag_below: float | None = None,
                   progress: Callable[[Progress], None] | None = None,
-                  keep_failed: int = 10_000) -> RunSummary:
+                  keep_failed: int = 10_000, csv_formulas: bool = False) -> RunSummary:
     """Score every input of ``paths`` with ``engine`` into ``output`` (.jsonl, .csv or .parquet).
 
     Parameters
@@ -93,19 +96,27 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
         Called after each write.
     keep_failed : int
         At most this many failed rows of this run are returned for reporting.
+    csv_formulas : bool
+        ``.csv``: keep cells that start like a spreadsheet formula as they are
+        (default: prefixed with ``'``, see :func:`deltaiqa_lite.output.write.neutralise_cell`).
 
     Returns
     -------
     RunSummary
     """
-    writer = open_writer(output, resume=resume)
+    writer = open_writer(output, resume=resume, csv_formulas=csv_formulas)
     done_paths = {path for path, _ in writer.done_keys()}
     total = count_inputs(paths)
     skipped = 0
 
+    def duplicate(found: Duplicate) -> None:
+        summary.n_duplicates += 1
+        if len(summary.duplicates) < keep_failed:
+            summary.duplicates.append(found)
+
     def todo():
         nonlocal skipped
-        for entry in iter_inputs(paths):
+        for entry in iter_inputs(paths, on_duplicate=duplicate):
             key = entry.path if isinstance(entry, InputError) else entry
             # Outputs hold the display form of a path (see deltaiqa_lite.read.names).
             if display_text(key) in done_paths:

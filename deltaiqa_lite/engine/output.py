@@ -38,7 +38,8 @@ import numpy as np
 
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.score import SeriesResult, SliceResult, summarise_scores
-from deltaiqa_lite.output.write import CSV_COLUMNS, SERIES_KEYS, csv_row, series_record, slice_record
+from deltaiqa_lite.output.write import (CSV_COLUMNS, SERIES_KEYS, csv_row, neutralise_cell, restore_cell,
+                                        series_record, slice_record)
 
 __all__ = ["OUTPUT_SUFFIXES", "ResultWriter", "open_writer", "summarise_rows", "series_path",
            "Key", "RAY_EXTRA_HINT"]
@@ -168,8 +169,11 @@ class CsvWriter(ResultWriter):
 
     suffix = ".csv"
 
-    def __init__(self, path: str | os.PathLike, *, resume: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False, neutralise: bool = True) -> None:
         super().__init__(path, resume=resume)
+        # Formula-like text cells get a leading ' (output.write.neutralise_cell); resume
+        # reads paths back through restore_cell, so a run must keep one setting.
+        self.neutralise = neutralise
         fresh = not (resume and self.path.is_file() and self.path.stat().st_size > 0)
         if not fresh:
             self._scan_and_trim()
@@ -206,14 +210,15 @@ class CsvWriter(ResultWriter):
                                         f"fields, not {len(CSV_COLUMNS)}; cannot resume into "
                                         "this file")
                 record = dict(zip(CSV_COLUMNS, row))
-                self.done.add((record["path"], _frame(record["frame"])))
+                path = restore_cell(record["path"]) if self.neutralise else record["path"]
+                self.done.add((path, _frame(record["frame"])))
                 data_end += len(pending)
                 pending = b""
         os.truncate(self.path, data_end)
 
     def write(self, results: Sequence[SliceResult]) -> None:
         if results:
-            self.writer.writerows(csv_row(r) for r in results)
+            self.writer.writerows(csv_row(r, neutralise=self.neutralise) for r in results)
             self.stream.flush()
             self.rows_written += len(results)
 
@@ -235,7 +240,10 @@ class CsvWriter(ResultWriter):
             writer.writeheader()
             for summary in summaries:
                 record = series_record(summary)
-                writer.writerow({k: ("" if record.get(k) is None else record[k]) for k in SERIES_KEYS})
+                cells = {k: ("" if record.get(k) is None else record[k]) for k in SERIES_KEYS}
+                if self.neutralise:
+                    cells = {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in cells.items()}
+                writer.writerow(cells)
         return summaries
 
 
@@ -402,8 +410,10 @@ class ParquetWriter(ResultWriter):
 WRITERS = {".jsonl": JsonlWriter, ".csv": CsvWriter, ".parquet": ParquetWriter}
 
 
-def open_writer(path: str | os.PathLike, *, resume: bool = False) -> ResultWriter:
+def open_writer(path: str | os.PathLike, *, resume: bool = False, csv_formulas: bool = False) -> ResultWriter:
     """The streaming writer for ``path``'s extension (``.jsonl``, ``.csv`` or ``.parquet``).
+
+    ``csv_formulas`` keeps formula-like CSV cells as they are (default: neutralised).
 
     Raises
     ------
@@ -413,6 +423,8 @@ def open_writer(path: str | os.PathLike, *, resume: bool = False) -> ResultWrite
     suffix = Path(path).suffix.lower()
     if suffix not in WRITERS:
         raise DeltaIQAError(f"{path}: output extension '{suffix}' is not one of {', '.join(OUTPUT_SUFFIXES)}")
+    if suffix == ".csv":
+        return CsvWriter(path, resume=resume, neutralise=not csv_formulas)
     return WRITERS[suffix](path, resume=resume)
 
 

@@ -17,7 +17,7 @@ from deltaiqa_lite.read.names import display_text
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header", "slice_record",
-           "series_record", "csv_row"]
+           "series_record", "csv_row", "neutralise_cell", "restore_cell"]
 
 #: Physics beside the network (deltaiqa_lite.physics), the same keys in every format.
 PHYSICS_KEYS = PHYSICS_FIELDS
@@ -84,23 +84,61 @@ def write_jsonl(stream: TextIO, results: Sequence[SliceResult], series: Sequence
 
 
 def write_csv(stream: TextIO, results: Sequence[SliceResult], series: Sequence[SeriesResult],
-              header: dict) -> None:
+              header: dict, *, neutralise: bool = True) -> None:
     """One row per slice (series summaries are in the JSON formats)."""
     writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow(csv_row(result))
+        writer.writerow(csv_row(result, neutralise=neutralise))
 
 
-def csv_row(result: SliceResult) -> dict:
-    """The CSV row of one slice: :data:`CSV_COLUMNS`, empty strings for None, 6 decimals."""
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def neutralise_cell(text: str) -> str:
+    """``text`` made safe for a spreadsheet: a cell that would start a formula gets a ``'``.
+
+    Text from DICOM headers and file names (paths, station names, error messages)
+    is untrusted; ``=HYPERLINK(...)`` or ``=cmd|...`` in it would run when a person
+    opens the CSV in a spreadsheet. Numbers (``-12.5``) are left alone. A cell that
+    already starts with ``'`` gets one more, so :func:`restore_cell` undoes exactly
+    this (``--resume`` compares paths read back from the file).
+    """
+    if text.startswith("'") or (text.startswith(FORMULA_PREFIXES) and not _is_number(text)):
+        return "'" + text
+    return text
+
+
+def restore_cell(text: str) -> str:
+    """The value :func:`neutralise_cell` was given."""
+    return text[1:] if text.startswith("'") else text
+
+
+def csv_row(result: SliceResult, *, neutralise: bool = True) -> dict:
+    """The CSV row of one slice: :data:`CSV_COLUMNS`, empty strings for None, 6 decimals.
+
+    With ``neutralise`` (the default) text cells that a spreadsheet would read as a
+    formula are prefixed with ``'`` (:func:`neutralise_cell`).
+    """
     row = {k: _clean(v) for k, v in result.to_dict().items() if k in CSV_COLUMNS}
     probabilities = result.probabilities or (None,) * 5
     row.update({f"p{k}": (f"{p:.6f}" if p is not None else "") for k, p in enumerate(probabilities)})
     if result.score is not None:
         row["score"] = f"{result.score:.6f}"
     row["flags"] = FLAG_SEPARATOR.join(result.flags) or None
-    return {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+    cells = {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+    if neutralise:
+        cells = {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in cells.items()}
+    return cells
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -155,10 +193,18 @@ FORMATS = tuple(WRITERS)
 
 
 def write_results(stream: TextIO, fmt: str, results: Sequence[SliceResult],
-                  series: Sequence[SeriesResult], header: dict) -> None:
-    """Write with the named writer (``table``, ``json``, ``jsonl`` or ``csv``)."""
+                  series: Sequence[SeriesResult], header: dict, *,
+                  csv_formulas: bool = False) -> None:
+    """Write with the named writer (``table``, ``json``, ``jsonl`` or ``csv``).
+
+    ``csv_formulas`` keeps CSV cells that start like a formula as they are (default:
+    neutralised, see :func:`neutralise_cell`).
+    """
     try:
         writer = WRITERS[fmt]
     except KeyError:
         raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}") from None
+    if writer is write_csv:
+        write_csv(stream, results, series, header, neutralise=not csv_formulas)
+        return
     writer(stream, results, series, header)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -148,3 +149,108 @@ def test_output_folder_or_missing_parent_is_one_line_exit_2_before_scoring(
         err = capsys.readouterr().err
         assert code == 2
         assert err.strip().splitlines() == [f"deltaiqa-lite: error: --output {target}: {message}"]
+
+
+def test_manifest_duplicates_and_aliases_scored_once_and_reported(tmp_path, tiny_model, capsys):
+    """Item 8: the same file as ./a, a, /abs/a, twice in a manifest and once more on the
+    command line is one row; every repeat is reported on stderr; series counts stay true."""
+    root = tmp_path / "in"
+    root.mkdir()
+    series = generate_uid()
+    for k in range(2):
+        save(ct_dataset(phantom_hu(seed=k), series_uid=series, ipp=(0, 0, k),
+                        instance_number=k + 1), root / f"{k}.dcm")
+    manifest = root / "list.txt"
+    manifest.write_text(f"0.dcm\n./0.dcm\n{root / '0.dcm'}\n1.dcm\n1.dcm\n")
+    target = tmp_path / "run.jsonl"
+    code = main(["score", str(manifest), str(root / "1.dcm"), "--model", str(tiny_model),
+                 "--provider", "cpu", "-o", str(target)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    slices = [r for r in rows if r["type"] == "slice"]
+    assert sorted(os.path.basename(r["path"]) for r in slices) == ["0.dcm", "1.dcm"]
+    (summary,) = [r for r in rows if r["type"] == "series"]
+    assert summary["n_slices"] == 2
+    repeats = [line for line in err.splitlines() if "given again" in line]
+    assert len(repeats) == 4
+    assert f"{manifest} entry 2" in repeats[0] and "command line" in repeats[-1]
+
+
+def _hostile_result(path: str, error: str | None = None):
+    from deltaiqa_lite.score import SliceResult
+
+    return SliceResult(path=path, frame=None, status="error", error=error)
+
+
+def test_score_csv_neutralises_formulas_and_resumes(tmp_path, scorer):
+    """Item 8: CSV cells from file names and messages that start with = + - @ are written
+    with a leading ' (numbers are not); --resume reads the paths back exactly; the
+    switch keeps them raw."""
+    from deltaiqa_lite.output.write import csv_row, neutralise_cell, restore_cell
+
+    root = tmp_path / "in"
+    root.mkdir()
+    names = ["=HYPERLINK(1).dcm", "+1.dcm", "-x.dcm", "@sum.dcm", "'quoted.dcm", "plain.dcm"]
+    for name in names:
+        (root / name).write_bytes(b"not DICOM")
+    target = tmp_path / "run.csv"
+    score_to_file([root], target, LocalEngine(scorer))
+    with open(target, encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    shown = {os.path.basename(r["path"]): r for r in rows}
+    assert all(not r["path"].startswith(("=", "+", "-", "@")) for r in rows)
+    assert all(not r["error"].startswith(("=", "+", "-", "@")) for r in rows)
+    assert sorted(os.path.basename(restore_cell(r["path"])) for r in rows) == sorted(names)
+    again = score_to_file([root], target, LocalEngine(scorer), resume=True)
+    assert again.files_skipped == len(names) and again.slices_written == 0
+    # Relative paths (as a manifest in the current folder gives them) start with the name.
+    row = csv_row(_hostile_result("=cmd|' /C calc'!A0", "=cmd|' /C calc'!A0: not DICOM"))
+    assert row["path"] == "'=cmd|' /C calc'!A0" and row["error"].startswith("'=")
+    assert csv_row(_hostile_result("=x"), neutralise=False)["path"] == "=x"
+    assert neutralise_cell("-12.5") == "-12.5" and neutralise_cell("-abc") == "'-abc"
+    assert shown  # the names were written
+
+
+def test_report_csv_neutralises_station_names(tmp_path, capsys):
+    """Item 8: report --format csv neutralises DICOM strings; --csv-formulas keeps them."""
+    from deltaiqa_lite.qa.log import QALog, SliceRecord
+
+    path = tmp_path / "qa.sqlite"
+    with QALog(path) as log:
+        log.record([SliceRecord(source="test", status="ok", series_uid=f"1.2.{k}",
+                                sop_instance_uid=f"1.2.{k}.1", station_name="=HYPERLINK(\"x\")",
+                                protocol_name="@SUM(A1)", kernel="B30f",
+                                acquisition_datetime=f"2025-01-{k + 1:02d}T08:00:00",
+                                score=2.5, likert=3) for k in range(3)])
+    assert main(["report", "--log", str(path), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and {r["station_name"] for r in rows} == {"'=HYPERLINK(\"x\")"}
+    assert {r["protocol_name"] for r in rows} == {"'@SUM(A1)"}
+    assert main(["report", "--log", str(path), "--format", "csv", "--csv-formulas"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["station_name"] for r in rows} == {"=HYPERLINK(\"x\")"}
+
+
+def test_report_png_names_bounded_unique_and_cjk(tmp_path, capsys):
+    """Item 8: long and CJK station/protocol names give PNG names the file system takes,
+    and two groups whose names clean to the same stem do not overwrite each other."""
+    from deltaiqa_lite.qa.log import QALog, SliceRecord
+
+    path = tmp_path / "qa.sqlite"
+    groups = [("東京大学病院 第二CT室 " * 12, "胸部 腹部 造影 " * 10),
+              ("CT/1", "ABD"), ("CT:1", "ABD"), ("ct 1", "abd")]
+    with QALog(path) as log:
+        log.record([SliceRecord(source="test", status="ok", series_uid=f"1.2.{g}.{k}",
+                                sop_instance_uid=f"1.2.{g}.{k}.1", station_name=station,
+                                protocol_name=protocol, kernel="B30f",
+                                acquisition_datetime=f"2025-01-{k + 1:02d}T08:00:00",
+                                score=2.5, likert=3)
+                    for g, (station, protocol) in enumerate(groups) for k in range(3)])
+    folder = tmp_path / "png"
+    assert main(["report", "--log", str(path), "--format", "json", "--png-dir", str(folder)]) == 0
+    capsys.readouterr()
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert len(pngs) == len(groups)  # none overwritten
+    assert all(len(name.encode("utf-8")) <= 255 for name in pngs)
+    assert any(name.startswith("東京大学病院") for name in pngs)

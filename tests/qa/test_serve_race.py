@@ -123,3 +123,31 @@ def test_parallel_stores_of_one_uid_use_separate_part_files(tmp_path: Path,
         assert log.counts() == {"ok": 1}
     assert statuses == [0, 0]
     assert len(set(seen)) == 2
+
+
+def test_read_only_store_refused_at_start(tmp_path: Path, scorer: Scorer) -> None:
+    """Item 8: a --store the node cannot write is one error at start (before: one line per
+    object on every rescan). A read-only bind mount, since root ignores permission bits."""
+    import subprocess
+
+    from deltaiqa_lite.qa.serve import ServeError
+
+    store = tmp_path / "store"
+    store.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(store), str(store)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({mounted.stderr.strip()})")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(store)],
+                                 capture_output=True, text=True, check=False)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only ({remount.stderr.strip()})")
+        with QALog(tmp_path / "qa.sqlite") as log:
+            server = QAServer(Ingestor(scorer, log, source="serve"),
+                              ServeConfig(spool_dir=tmp_path / "spool", port=0, store_dir=store))
+            with pytest.raises(ServeError, match=r"store: the store folder cannot be written "
+                                                 r"\(Read-only file system\)"):
+                server.start()
+    finally:
+        subprocess.run(["umount", str(store)], check=False)
