@@ -38,6 +38,7 @@ import numpy as np
 from deltaiqa_lite._version import __version__
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.physics import FLAG_SEPARATOR
+from deltaiqa_lite.read.names import display_text
 
 __all__ = ["SRError", "SRRefused", "SRModel", "SROutcome", "PRIVATE_SCHEME", "PRIVATE_CODES",
            "sr_uids", "model_identity", "build_sr", "write_sr", "write_series_srs",
@@ -239,7 +240,8 @@ def _reason(result: Any) -> str:
     path = getattr(result, "path", None)
     if path and reason.startswith(f"{path}: "):
         reason = reason[len(path) + 2:]
-    return " ".join(str(reason).split())[:1024]  # UT would allow more; keep items short
+    # A file name that is not UTF-8 may be in the message: escaped, as in every output.
+    return display_text(" ".join(str(reason).split()))[:1024]  # keep items short
 
 
 def _ok(result: Any) -> bool:
