@@ -137,8 +137,6 @@ def remove_stale_parts(folder: Path) -> None:
             pass
 
 
-_atomic_write = atomic_write
-
 
 class Outbox:
     """SRs waiting for their destination.
@@ -197,7 +195,7 @@ class Outbox:
         return self.folder / f"{sop}.dcm", self.folder / f"{sop}.json"
 
     def _save(self, item: OutboxItem) -> None:
-        _atomic_write(self._paths(item.sop_instance_uid)[1],
+        atomic_write(self._paths(item.sop_instance_uid)[1],
                       json.dumps(asdict(item), sort_keys=True).encode("utf-8"))
 
     def items(self) -> list[OutboxItem]:
