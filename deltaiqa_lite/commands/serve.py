@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print("deltaiqa-lite serve: error: --tls-ca/--tls-key need --tls-cert (a TLS listener) "
               "or --sr-tls (SRs sent over TLS)", file=sys.stderr)
         return 2
+    if args.sr_tls and not args.send_sr:
+        print("deltaiqa-lite serve: error: --sr-tls needs --send-sr", file=sys.stderr)
+        return 2
     listener_tls = tls if tls is not None and tls.cert is not None else None
     salt = patient_id_salt(args)
     scorer = make_scorer(args)

@@ -52,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.watch import FolderWatcher
     from deltaiqa_lite.read.names import display_text
 
+    if (args.tls_cert or args.tls_key or args.tls_ca) and not args.sr_tls:
+        # watch has no listener: the TLS files are for SR sending only.
+        print("deltaiqa-lite watch: error: --tls-cert/--tls-key/--tls-ca are for SR sending "
+              "and need --sr-tls (and --send-sr)", file=sys.stderr)
+        return 2
+    if args.sr_tls and not args.send_sr:
+        print("deltaiqa-lite watch: error: --sr-tls needs --send-sr", file=sys.stderr)
+        return 2
     salt = patient_id_salt(args)
     scorer = make_scorer(args)
     stop = threading.Event()

@@ -235,3 +235,15 @@ def test_serve_cli_tls_options(tmp_path: Path, tiny_model: Path, certs, capsys) 
     assert main(base + ["--tls-cert", str(tmp_path / "nope.pem"), "--tls-key",
                         str(certs.server_key)]) == 2
     assert "nope.pem: no such file" in capsys.readouterr().err
+
+
+def test_watch_tls_options_need_sr_tls(tmp_path: Path, tiny_model: Path, certs, capsys) -> None:
+    """Item 9: watch has no listener; its TLS files are for SR sending only (one line, exit 2)."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    base = ["watch", str(inbox), "--model", str(tiny_model), "--log", str(tmp_path / "qa.sqlite"),
+            "--once"]
+    assert main(base + ["--tls-ca", str(certs.ca)]) == 2
+    assert "need --sr-tls" in capsys.readouterr().err
+    assert main(base + ["--sr-tls"]) == 2
+    assert "--sr-tls needs --send-sr" in capsys.readouterr().err
