@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,39 @@ def test_watch_tls_options_need_sr_tls(tmp_path: Path, tiny_model: Path, certs, 
     assert "need --sr-tls" in capsys.readouterr().err
     assert main(base + ["--sr-tls"]) == 2
     assert "--sr-tls needs --send-sr" in capsys.readouterr().err
+
+
+@needs_dcmtk
+def test_serve_command_tls_end_to_end_with_sr_over_tls(tmp_path: Path, tiny_model: Path,
+                                                       certs) -> None:
+    """Item 9, the command as deployed: storescu +tls into `serve --tls-*`, and the series SR
+    sent back over TLS (`--send-sr ... --sr-tls`) to a TLS-only Storage SCP."""
+    from test_serve import ServeProcess
+
+    scp = TLSStorageSCP(certs)
+    series = "1.2.826.0.1.3680043.8.498.2424"
+    files = [tmp_path / "in" / f"ct{i}.dcm" for i in range(2)]
+    for i, path in enumerate(files):
+        write_ct(path, series_uid=series, instance=i + 1, seed=i,
+                 study_uid="1.2.826.0.1.3680043.8.498.2425")
+    server = ServeProcess(tmp_path, tiny_model, "--allow", "SCANNER",
+                          "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
+                          "--tls-ca", str(certs.ca), "--send-sr", str(scp.destination),
+                          "--sr-tls", "--series-idle", "1")
+    try:
+        sent = subprocess.run([STORESCU, "+tls", str(certs.client_key), str(certs.client_cert),
+                               "+cf", str(certs.ca), "-aet", "SCANNER", "-aec", "DELTAIQA",
+                               server.host, str(server.port), *map(str, files)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert server.wait_logged(2) == {"ok": 2}
+        deadline = time.monotonic() + 60
+        while not scp.received and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        code, err = server.stop()
+        scp.stop()
+    assert code == 0, err
+    assert "over TLS" in err
+    assert [str(d.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+                .SeriesInstanceUID) for d in scp.received] == [series]

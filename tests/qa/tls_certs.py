@@ -57,7 +57,7 @@ def _ca(folder: Path, common: str):
     return cert, key, path
 
 
-def _leaf(folder: Path, name: str, ca_cert, ca_key, usage) -> tuple[Path, Path]:
+def _leaf(folder: Path, name: str, ca_cert, ca_key, usages) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
@@ -68,7 +68,7 @@ def _leaf(folder: Path, name: str, ca_cert, ca_key, usage) -> tuple[Path, Path]:
                 x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                 critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
@@ -82,7 +82,9 @@ def make_certs(folder: Path) -> Certs:
     folder.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key, ca_path = _ca(folder, "test-ca")
     _, _, other_path = _ca(folder, "other-ca")
-    server_cert, server_key = _leaf(folder, "node", ca_cert, ca_key, ExtendedKeyUsageOID.SERVER_AUTH)
+    # The node listens (server) and sends SRs (client): its certificate carries both usages.
+    server_cert, server_key = _leaf(folder, "node", ca_cert, ca_key,
+                                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
     client_cert, client_key = _leaf(folder, "scanner", ca_cert, ca_key,
-                                    ExtendedKeyUsageOID.CLIENT_AUTH)
+                                    [ExtendedKeyUsageOID.CLIENT_AUTH])
     return Certs(ca_path, other_path, server_cert, server_key, client_cert, client_key)
