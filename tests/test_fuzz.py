@@ -11,7 +11,10 @@ Public test files are used for tests only.
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
+import os
 import random
 import subprocess
 import sys
@@ -218,3 +221,97 @@ def test_fuzzed_inputs_one_line_each_no_traceback_bounded(tmp_path: Path, tiny_m
     assert "Traceback" not in err and "warn_and_log" not in err
     peak = float(err.rsplit("PEAK_RSS_MB\t", 1)[1].split()[0])
     assert peak < RSS_LIMIT_MB, f"peak RSS {peak} MB"
+
+
+# -- issue 24: hostile names, zero-filled files, character sets ------------------------
+
+CHARSET_NAMES = {
+    "ISO_IR 192": "Müller^Jürgen=山田^太郎",
+    "\\ISO 2022 IR 87": "Yamada^Tarou=山田^太郎=やまだ^たろう",
+    "GB18030": "Wang^XiaoDong=王^小东",
+    "ISO_IR 100": "Müller^Jürgen",
+}
+
+
+def _hostile_name(rng: random.Random) -> bytes:
+    """A file name that is not valid UTF-8: Latin-1 and random high bytes, no '/' or NUL."""
+    body = bytes(rng.choice(b"abcXYZ019_-. ") if rng.random() < 0.5 else rng.randrange(0x80, 0x100)
+                 for _ in range(rng.randrange(3, 40)))
+    try:
+        body.decode("utf-8")
+        body += b"\xff"
+    except UnicodeDecodeError:
+        pass
+    return body.lstrip(b".") + b".dcm"
+
+
+def test_hostile_names_zero_files_and_charsets(tmp_path: Path, tiny_model: Path,
+                                               capsysbinary) -> None:
+    """Issue 24 items 2, 3, 6, 8: non-UTF-8 names, zero-filled files, CJK names near the
+    255-byte limit and sources in four character sets go through ``score`` (every writer,
+    with ``--sr``) and ``watch --once``: one outcome per file, no traceback, SR names equal."""
+    from dicom_builders import ct_dataset, phantom_hu, save
+
+    from deltaiqa_lite.cli import main
+    from deltaiqa_lite.qa.log import QALog
+
+    rng = random.Random(SEED + 24)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = os.fsencode(folder)
+    expected = 0
+    for k in range(12):
+        ds = ct_dataset(phantom_hu(seed=k), instance_number=k + 1, ipp=(0, 0, k))
+        save(ds, Path(os.fsdecode(raw + b"/" + _hostile_name(rng))))
+        expected += 1
+    for k in range(3):  # CJK names close to NAME_MAX (255 bytes)
+        name = ("胸部造影検査" * 14)[: 80 - k] + f"{k}.dcm"
+        assert len(name.encode("utf-8")) <= 255
+        save(ct_dataset(phantom_hu(seed=20 + k)), folder / name)
+        expected += 1
+    (folder / "empty.dcm").write_bytes(b"")
+    (folder / "zeros-4k.dcm").write_bytes(b"\0" * 4096)
+    with open(folder / "zeros-sparse.dcm", "wb") as handle:
+        handle.truncate(64 << 20)
+    expected += 3
+    sources = {}
+    for k, (charset, name) in enumerate(CHARSET_NAMES.items()):
+        ds = ct_dataset(phantom_hu(seed=40 + k))
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+        ds.PatientName = name
+        ds.PatientID = f"CHARSET-{k}"
+        sources[str(ds.SeriesInstanceUID)] = name
+        save(ds, folder / f"charset-{k}.dcm")
+        expected += 1
+
+    for suffix in (".jsonl", ".csv", ".parquet"):
+        if suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+            continue
+        target = tmp_path / f"out{suffix}"
+        code = main(["score", str(folder), "--model", str(tiny_model), "--provider", "cpu",
+                     "-o", str(target), "--no-progress"])
+        err = capsysbinary.readouterr().err.decode("utf-8")
+        assert code == 1 and "Traceback" not in err  # 1: the three zero/empty files
+        assert f"wrote {expected} slices" in err
+    code = main(["score", str(folder), "--model", str(tiny_model), "--provider", "cpu",
+                 "--format", "jsonl", "--sr", str(tmp_path / "sr"), "--no-progress"])
+    out, err = (stream.decode("utf-8") for stream in capsysbinary.readouterr())
+    assert code == 1 and "Traceback" not in err
+    slices = [json.loads(line) for line in out.splitlines() if '"type": "slice"' in line]
+    assert len(slices) == expected
+    assert sum("all zero" in (s["error"] or "") for s in slices) == 2
+    srs = [pydicom.dcmread(p) for p in sorted((tmp_path / "sr").glob("*.dcm"))]
+    by_series = {str(sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+                     .SeriesInstanceUID): str(sr.PatientName) for sr in srs}
+    for series, name in sources.items():
+        assert by_series[series] == name
+
+    log = tmp_path / "qa.sqlite"
+    for _ in range(2):  # the second run is a restart: nothing logged twice
+        code = main(["watch", str(folder), "--log", str(log), "--model", str(tiny_model),
+                     "--once", "--settle", "0.1", "-q"])
+        err = capsysbinary.readouterr().err.decode("utf-8")
+        assert "Traceback" not in err
+    with QALog(log) as qa:
+        counts = qa.counts()
+    assert counts == {"ok": expected - 3, "error": 3}

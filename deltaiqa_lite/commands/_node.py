@@ -75,6 +75,37 @@ def add_sr_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sr-retry-max", type=positive_float, default=300.0, metavar="SECONDS",
                        help="longest wait between two tries of an unsent SR (300; the first "
                             "retry waits 2 s, doubling)")
+    group.add_argument("--sr-tls", action="store_true",
+                       help="send SRs over TLS (1.2 or later), verifying the destination's "
+                            "certificate against --tls-ca (default: the system's CAs) and "
+                            "presenting --tls-cert/--tls-key when given")
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser, *, listener: bool) -> None:
+    """--tls-cert, --tls-key, --tls-ca (serve's listener and the SR sender)."""
+    what = "listen with DICOM TLS (1.2 or later) and present" if listener else \
+        "with --sr-tls, present"
+    group = parser.add_argument_group("DICOM TLS")
+    group.add_argument("--tls-cert", default=None, metavar="PEM",
+                       help=f"{what} this certificate (chain)")
+    group.add_argument("--tls-key", default=None, metavar="PEM",
+                       help="the private key of --tls-cert")
+    group.add_argument("--tls-ca", default=None, metavar="PEM",
+                       help="CA certificates: " + ("senders must present a certificate signed "
+                                                   "by one of them (mutual TLS); " if listener
+                                                   else "") +
+                            "the SR destination is verified against them")
+
+
+def tls_settings(args: argparse.Namespace):
+    """The :class:`TLSSettings` of the options, or None when none was given."""
+    from deltaiqa_lite.qa.tls import TLSSettings
+
+    cert, key, ca = (getattr(args, name, None) for name in ("tls_cert", "tls_key", "tls_ca"))
+    if cert is None and key is None and ca is None:
+        return None
+    return TLSSettings(cert=Path(cert) if cert else None, key=Path(key) if key else None,
+                       ca=Path(ca) if ca else None)
 
 
 def make_reporter(args: argparse.Namespace, log, scorer, *,
@@ -89,7 +120,12 @@ def make_reporter(args: argparse.Namespace, log, scorer, *,
     destination = args.send_sr
     _hd()  # fail at start, with the extra's name, rather than at the first complete series
     folder = Path(args.sr_outbox) if args.sr_outbox else Path(args.log).resolve().parent / "sr-outbox"
+    tls = None
+    if args.sr_tls:
+        from deltaiqa_lite.qa.tls import TLSSettings
+        tls = tls_settings(args) or TLSSettings()
     outbox = Outbox(folder / "outbox", destination, log, calling_aet=calling_aet,
-                    retry_initial_s=min(2.0, args.sr_retry_max), retry_max_s=args.sr_retry_max)
+                    retry_initial_s=min(2.0, args.sr_retry_max), retry_max_s=args.sr_retry_max,
+                    tls=tls)
     return SeriesReporter(log, model_identity(scorer), outbox, folder / "series",
                           series_idle_s=args.series_idle, poll_s=min(1.0, args.series_idle / 2))

@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --exams: the site's CT category mapping (TOML; default: the shipped one)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
                         help="write the report to FILE instead of stdout")
+    parser.add_argument("--csv-formulas", action="store_true",
+                        help="csv: keep text cells that start with = + - @ as they are (default: "
+                             "prefixed with ' so that a spreadsheet does not run them as formulas)")
     parser.add_argument("--png-dir", default=None, metavar="DIR",
                         help="also write PNGs per group into DIR: score and noise control charts, "
                              "noise vs Dw, SSDE trend")
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         report = build_report(log, since=since, until=args.until, rules=rules,
                               station=args.station, protocol=args.protocol, kernel=args.kernel)
     if args.format == "csv":
-        text = report_to_csv(report)
+        text = report_to_csv(report, neutralise=not args.csv_formulas)
     elif args.format == "json":
         text = report_to_json(report) + "\n"
     elif args.format == "html":
@@ -130,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.png_dir:
-        from deltaiqa_lite.qa.chart import draw_chart, draw_scatter, draw_trend
+        from deltaiqa_lite.qa.chart import chart_file_stems, draw_chart, draw_scatter, draw_trend
 
         folder = Path(args.png_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        for g in report.groups:
-            name = "_".join((v or "none") for v in (g.station_name, g.protocol_name, g.kernel))
-            safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+        names = ["_".join((v or "none") for v in (g.station_name, g.protocol_name, g.kernel))
+                 for g in report.groups]
+        for g, safe in zip(report.groups, chart_file_stems(names)):
             (folder / f"{safe}.png").write_bytes(draw_chart(g.chart, g.title,
                                                             threshold=rules.threshold))
             # Physics beside the score: noise chart, noise vs Dw, SSDE trend (docs/physics.md).

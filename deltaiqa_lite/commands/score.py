@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write one DICOM Structured Report (TID 1500) per scored series "
                              "into DIR (needs the 'sr' extra: highdicom)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--csv-formulas", action="store_true",
+                        help="CSV: keep text cells that start with = + - @ as they are (default: "
+                             "prefixed with ' so that a spreadsheet does not run them as formulas)")
     engine = parser.add_argument_group(
         "streaming and Ray", "with --output FILE.jsonl/.csv/.parquet rows are written as they come "
         "(flat memory); PATH may also be a manifest (.txt one path per line, .csv with a 'path' column)")
@@ -82,10 +85,31 @@ def _check_engine_options(args: argparse.Namespace) -> None:
         raise DeltaIQAError(f"{', '.join(given)} need --engine ray")
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an --output that cannot be written, before any scoring (exit 2 through the CLI)."""
+    import os
+
+    from deltaiqa_lite.errors import DeltaIQAError
+
+    target = args.output
+    if target is None:
+        return
+    if os.path.isdir(target):
+        raise DeltaIQAError(f"--output {target}: is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise DeltaIQAError(f"--output {target}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DeltaIQAError(f"--output {target}: folder {parent} is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     import threading
 
+    from deltaiqa_lite.read.names import display_text
+
     _check_engine_options(args)
+    _check_output(args)
     if _streaming(args):
         return _run_streaming(args)
 
@@ -118,9 +142,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format
     if args.output is not None:
         with open(args.output, "w", encoding="utf-8", newline="") as stream:
-            write_results(stream, fmt or "json", results, series, header)
+            write_results(stream, fmt or "json", results, series, header,
+                          csv_formulas=args.csv_formulas)
     else:
-        write_results(sys.stdout, fmt or ("table" if sys.stdout.isatty() else "json"), results, series, header)
+        write_results(sys.stdout, fmt or ("table" if sys.stdout.isatty() else "json"), results, series, header,
+                      csv_formulas=args.csv_formulas)
         sys.stdout.flush()
     sr_failed = 0
     if args.sr is not None:
@@ -138,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     # Failures are in the results; repeat them on stderr unless the table already shows them there.
     if failed and (args.output is not None or fmt not in (None, "table") or not sys.stdout.isatty()):
         for result in failed:
-            print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
+            print(f"deltaiqa-lite: {display_text(result.error or '')}", file=sys.stderr)
     return 1 if failed or sr_failed else 0
 
 
@@ -176,6 +202,8 @@ def dose_report_line(report) -> str:
 def _run_streaming(args: argparse.Namespace) -> int:
     import time
 
+    from deltaiqa_lite.read.names import display_text
+
     from deltaiqa_lite.engine import Progress, score_to_file
 
     if args.engine == "ray":
@@ -211,13 +239,20 @@ def _run_streaming(args: argparse.Namespace) -> int:
 
     try:
         summary = score_to_file(args.paths, args.output, engine, resume=args.resume,
+                                csv_formulas=args.csv_formulas,
                                 flag_below=args.flag_below, progress=None if args.no_progress else progress)
     finally:
         engine.close()
     if tty and not args.no_progress:
         sys.stderr.write("\n")
     for result in summary.failed_written:
-        print(f"deltaiqa-lite: {result.error}", file=sys.stderr)
+        print(f"deltaiqa-lite: {display_text(result.error or '')}", file=sys.stderr)
+    for repeat in summary.duplicates:
+        print(f"deltaiqa-lite: {display_text(repeat.path)}: given again ({display_text(repeat.source)}); "
+              "scored once", file=sys.stderr)
+    if summary.n_duplicates > len(summary.duplicates):
+        print(f"deltaiqa-lite: ... {summary.n_duplicates - len(summary.duplicates)} more inputs given "
+              "again", file=sys.stderr)
     rate = summary.slices_written / summary.seconds if summary.seconds > 0 else 0.0
     skipped = f", {summary.files_skipped} files already there" if summary.files_skipped else ""
     print(f"deltaiqa-lite: wrote {summary.slices_written} slices to {args.output} in {summary.seconds:.1f} s "

@@ -32,7 +32,7 @@ def _port(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from deltaiqa_lite.commands._node import add_scoring_arguments
-    from deltaiqa_lite.commands._node import add_sr_arguments
+    from deltaiqa_lite.commands._node import add_sr_arguments, add_tls_arguments
 
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "
@@ -77,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on SIGTERM, let open associations finish this long (10)")
     add_scoring_arguments(parser)
     add_sr_arguments(parser)
+    add_tls_arguments(parser, listener=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,13 +85,22 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.log import QALog
     from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
     from deltaiqa_lite.qa.serve import LOOPBACK, QAServer, ServeConfig, peak_rss_mb
-    from deltaiqa_lite.commands._node import make_reporter
+    from deltaiqa_lite.commands._node import make_reporter, tls_settings
 
     loopback = args.host in (LOOPBACK, "localhost", "::1")
     if not loopback and not args.allow and not args.allow_any:
         print(f"deltaiqa-lite serve: error: listening on {args.host} accepts images from the "
               "network; name the senders with --allow AET (or pass --allow-any)", file=sys.stderr)
         return 2
+    tls = tls_settings(args)
+    if tls is not None and tls.cert is None and not args.sr_tls:
+        print("deltaiqa-lite serve: error: --tls-ca/--tls-key need --tls-cert (a TLS listener) "
+              "or --sr-tls (SRs sent over TLS)", file=sys.stderr)
+        return 2
+    if args.sr_tls and not args.send_sr:
+        print("deltaiqa-lite serve: error: --sr-tls needs --send-sr", file=sys.stderr)
+        return 2
+    listener_tls = tls if tls is not None and tls.cert is not None else None
     salt = patient_id_salt(args)
     scorer = make_scorer(args)
     log_path = Path(args.log)
@@ -104,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         queue_size=args.queue_size, queue_timeout_s=args.queue_timeout,
         batch_size=args.batch_size, ack_refused=args.ack_refused, grace_s=args.grace,
         max_associations=args.max_associations, rescan_s=args.rescan, file_mode=file_mode,
-        dir_mode=dir_mode)
+        dir_mode=dir_mode, tls=listener_tls)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -123,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         if reporter:
             reporter.start()
         allowed = ", ".join(config.allowed_aets) if config.allowed_aets else "any calling AE"
-        print(f"deltaiqa-lite serve: listening on {host}:{port} as {config.ae_title!r} "
+        secure = " over TLS" if listener_tls is not None else ""
+        print(f"deltaiqa-lite serve: listening on {host}:{port}{secure} as {config.ae_title!r} "
               f"(allowed: {allowed}); model {scorer.model_name} on {scorer.provider}; "
               f"log {log_path}", file=sys.stderr, flush=True)
         while not stop.wait(0.5):

@@ -14,7 +14,7 @@ HELP = "watch a folder: score each new CT DICOM file once it is completely writt
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from deltaiqa_lite.commands._node import add_scoring_arguments
-    from deltaiqa_lite.commands._node import add_sr_arguments
+    from deltaiqa_lite.commands._node import add_sr_arguments, add_tls_arguments
 
     parser.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument("--archive", default=None, metavar="DIR",
@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per file on stderr")
     add_scoring_arguments(parser)
     add_sr_arguments(parser)
+    add_tls_arguments(parser, listener=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +50,16 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
     from deltaiqa_lite.commands._node import make_reporter
     from deltaiqa_lite.qa.watch import FolderWatcher
+    from deltaiqa_lite.read.names import display_text
 
+    if (args.tls_cert or args.tls_key or args.tls_ca) and not args.sr_tls:
+        # watch has no listener: the TLS files are for SR sending only.
+        print("deltaiqa-lite watch: error: --tls-cert/--tls-key/--tls-ca are for SR sending "
+              "and need --sr-tls (and --send-sr)", file=sys.stderr)
+        return 2
+    if args.sr_tls and not args.send_sr:
+        print("deltaiqa-lite watch: error: --sr-tls needs --send-sr", file=sys.stderr)
+        return 2
     salt = patient_id_salt(args)
     scorer = make_scorer(args)
     stop = threading.Event()
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: dose report stored{': ' + outcome.reason if outcome.reason else ''}",
                   file=sys.stderr, flush=True)
         else:
-            print(f"{name}: {outcome.status}: {outcome.reason}", file=sys.stderr, flush=True)
+            print(f"{name}: {outcome.status}: {display_text(outcome.reason or '')}", file=sys.stderr,
+                  flush=True)
 
     file_mode, dir_mode = (0o640, 0o750) if args.group_access else (0o600, 0o700)
     error_settle = args.error_settle if args.error_settle is not None else (

@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
-from deltaiqa_lite.engine.inputs import count_inputs, iter_inputs
+from deltaiqa_lite.engine.inputs import Duplicate, count_inputs, iter_inputs
 from deltaiqa_lite.engine.output import OUTPUT_SUFFIXES, open_writer
 from deltaiqa_lite.errors import InputError
+from deltaiqa_lite.read.names import display_text
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["Engine", "RunSummary", "Progress", "score_to_file", "OUTPUT_SUFFIXES"]
@@ -63,6 +64,9 @@ class RunSummary:
     failed_written: list[SliceResult] = field(default_factory=list)
     seconds: float = 0.0
     series: list[SeriesResult] = field(default_factory=list)
+    #: Inputs given more than once (scored once): the first ``keep_failed`` of them, and how many.
+    duplicates: list[Duplicate] = field(default_factory=list)
+    n_duplicates: int = 0
 
     @property
     def n_failed(self) -> int:
@@ -73,7 +77,7 @@ class RunSummary:
 def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike, engine: Engine, *,
                   resume: bool = False, flag_below: float | None = None,
                   progress: Callable[[Progress], None] | None = None,
-                  keep_failed: int = 10_000) -> RunSummary:
+                  keep_failed: int = 10_000, csv_formulas: bool = False) -> RunSummary:
     """Score every input of ``paths`` with ``engine`` into ``output`` (.jsonl, .csv or .parquet).
 
     Parameters
@@ -92,21 +96,30 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
         Called after each write.
     keep_failed : int
         At most this many failed rows of this run are returned for reporting.
+    csv_formulas : bool
+        ``.csv``: keep cells that start like a spreadsheet formula as they are
+        (default: prefixed with ``'``, see :func:`deltaiqa_lite.output.write.neutralise_cell`).
 
     Returns
     -------
     RunSummary
     """
-    writer = open_writer(output, resume=resume)
+    writer = open_writer(output, resume=resume, csv_formulas=csv_formulas)
     done_paths = {path for path, _ in writer.done_keys()}
     total = count_inputs(paths)
     skipped = 0
 
+    def duplicate(found: Duplicate) -> None:
+        summary.n_duplicates += 1
+        if len(summary.duplicates) < keep_failed:
+            summary.duplicates.append(found)
+
     def todo():
         nonlocal skipped
-        for entry in iter_inputs(paths):
+        for entry in iter_inputs(paths, on_duplicate=duplicate):
             key = entry.path if isinstance(entry, InputError) else entry
-            if key in done_paths:
+            # Outputs hold the display form of a path (see deltaiqa_lite.read.names).
+            if display_text(key) in done_paths:
                 skipped += 1
                 continue
             yield entry
@@ -119,7 +132,7 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
         for rows, files in engine.run(todo()):
             if done_paths:
                 # Belt and braces: a row already in the output is never written twice.
-                rows = [r for r in rows if r.path not in done_paths]
+                rows = [r for r in rows if display_text(r.path) not in done_paths]
             writer.write(rows)
             files_done += files
             summary.slices_written += len(rows)

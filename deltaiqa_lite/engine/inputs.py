@@ -10,19 +10,29 @@ further manifest.
 
 Nothing here holds the whole list: a run over 10^8 inputs reads them as it
 goes, twice (once to count them for the progress line, once to score).
+
+Each file is yielded once: a path given again (a duplicate manifest line, or an
+alias such as ``./a``, ``a`` and ``/abs/a``, or a folder given twice) is
+skipped and, when asked, reported through ``on_duplicate``. The paths seen are
+kept as 16-byte digests in a temporary SQLite file, not in memory, so the
+check costs no memory however long the manifest.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.read import iter_paths
 
-__all__ = ["MANIFEST_SUFFIXES", "is_manifest", "read_manifest", "iter_inputs", "count_inputs"]
+__all__ = ["MANIFEST_SUFFIXES", "is_manifest", "read_manifest", "iter_inputs", "count_inputs",
+           "Duplicate"]
 
 MANIFEST_SUFFIXES = {".txt", ".lst", ".list", ".manifest", ".csv"}
 PATH_COLUMN = "path"
@@ -81,28 +91,69 @@ def read_manifest(path: str | os.PathLike) -> Iterator[str | InputError]:
         raise InputError(str(manifest), f"CSV manifest is not UTF-8 text ({error.reason})") from None
 
 
-def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[str | InputError]:
-    """Yield every input file of a run, lazily: a path, or an error of a manifest.
+@dataclass(frozen=True)
+class Duplicate:
+    """An input given more than once: where the repeat was, and the path it repeats."""
+
+    source: str  # the manifest with its line number ("list.txt line 7"), or "command line"
+    path: str
+
+
+class _SeenPaths:
+    """Set of absolute paths held as digests in a private temporary SQLite file."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")  # "": a temporary on-disk database, deleted on close
+        self._db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def add(self, path: str) -> bool:
+        """Remember ``path``; False when it (or an alias of it) was seen before."""
+        key = hashlib.blake2b(os.fsencode(os.path.abspath(path)), digest_size=16).digest()
+        return self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _given(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | InputError]]:
+    """(where, entry) for every entry of the command line and of its manifests."""
+    for given in paths:
+        if not is_manifest(given):
+            yield "command line", os.fspath(given)
+            continue
+        try:
+            number = 0
+            for number, entry in enumerate(read_manifest(given), start=1):
+                yield f"{given} entry {number}", entry
+        except InputError as error:
+            yield str(given), error
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike], *,
+                on_duplicate: Callable[[Duplicate], None] | None = None) -> Iterator[str | InputError]:
+    """Yield every input file of a run, lazily and once: a path, or an error of a manifest.
 
     Folders are walked (sorted, as :func:`deltaiqa_lite.read.expand_paths`),
     manifests read, anything else passed on as given; missing and unreadable
     files are passed on too, so that reading reports each. A manifest that
     cannot be read yields one :class:`InputError` (after any entries read
-    before the problem), an undecodable line one each.
+    before the problem), an undecodable line one each. A file met again (same
+    absolute path) is skipped and passed to ``on_duplicate``.
     """
-    for given in paths:
-        if not is_manifest(given):
-            yield from iter_paths([given])
-            continue
-        try:
-            for entry in read_manifest(given):
-                # Entries are expanded as they are read, never gathered in a list.
-                if isinstance(entry, InputError):
-                    yield entry
-                else:
-                    yield from iter_paths([entry])
-        except InputError as error:
-            yield error
+    seen = _SeenPaths()
+    try:
+        for where, entry in _given(paths):
+            if isinstance(entry, InputError):
+                yield entry
+                continue
+            # Entries are expanded as they are read, never gathered in a list.
+            for found in iter_paths([entry]):
+                if isinstance(found, InputError) or seen.add(found):
+                    yield found
+                elif on_duplicate is not None:
+                    on_duplicate(Duplicate(where, found))
+    finally:
+        seen.close()
 
 
 def count_inputs(paths: Iterable[str | os.PathLike]) -> int:

@@ -38,7 +38,8 @@ import numpy as np
 
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.score import SeriesResult, SliceResult, summarise_scores
-from deltaiqa_lite.output.write import CSV_COLUMNS, SERIES_KEYS, csv_row, series_record, slice_record
+from deltaiqa_lite.output.write import (CSV_COLUMNS, SERIES_KEYS, csv_row, neutralise_cell, restore_cell,
+                                        series_record, slice_record)
 
 __all__ = ["OUTPUT_SUFFIXES", "ResultWriter", "open_writer", "summarise_rows", "series_path",
            "Key", "RAY_EXTRA_HINT"]
@@ -168,8 +169,11 @@ class CsvWriter(ResultWriter):
 
     suffix = ".csv"
 
-    def __init__(self, path: str | os.PathLike, *, resume: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False, neutralise: bool = True) -> None:
         super().__init__(path, resume=resume)
+        # Formula-like text cells get a leading ' (output.write.neutralise_cell); resume
+        # reads paths back through restore_cell, so a run must keep one setting.
+        self.neutralise = neutralise
         fresh = not (resume and self.path.is_file() and self.path.stat().st_size > 0)
         if not fresh:
             self._scan_and_trim()
@@ -191,18 +195,30 @@ class CsvWriter(ResultWriter):
                 raise DeltaIQAError(f"{self.path}: columns {columns} differ from this version's "
                                     f"{CSV_COLUMNS}; cannot resume into this file")
             data_end = len(header)
+            pending = b""
             for line in stream:
                 if not line.endswith(b"\n"):
                     break
-                row = next(csv.reader([line.decode("utf-8")]))
+                # A quoted field may hold newlines (a path can): a row ends at a newline
+                # outside quotes, i.e. once its double quotes are balanced.
+                pending += line
+                if pending.count(b'"') % 2:
+                    continue
+                row = next(csv.reader(io.StringIO(pending.decode("utf-8"), newline="")))
+                if len(row) != len(CSV_COLUMNS):
+                    raise DeltaIQAError(f"{self.path}: row at byte {data_end} has {len(row)} "
+                                        f"fields, not {len(CSV_COLUMNS)}; cannot resume into "
+                                        "this file")
                 record = dict(zip(CSV_COLUMNS, row))
-                self.done.add((record["path"], _frame(record["frame"])))
-                data_end += len(line)
+                path = restore_cell(record["path"]) if self.neutralise else record["path"]
+                self.done.add((path, _frame(record["frame"])))
+                data_end += len(pending)
+                pending = b""
         os.truncate(self.path, data_end)
 
     def write(self, results: Sequence[SliceResult]) -> None:
         if results:
-            self.writer.writerows(csv_row(r) for r in results)
+            self.writer.writerows(csv_row(r, neutralise=self.neutralise) for r in results)
             self.stream.flush()
             self.rows_written += len(results)
 
@@ -224,7 +240,10 @@ class CsvWriter(ResultWriter):
             writer.writeheader()
             for summary in summaries:
                 record = series_record(summary)
-                writer.writerow({k: ("" if record.get(k) is None else record[k]) for k in SERIES_KEYS})
+                cells = {k: ("" if record.get(k) is None else record[k]) for k in SERIES_KEYS}
+                if self.neutralise:
+                    cells = {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in cells.items()}
+                writer.writerow(cells)
         return summaries
 
 
@@ -303,10 +322,18 @@ class ParquetWriter(ResultWriter):
         self.buffer: list[dict] = []
         if not resume:
             shutil.rmtree(self.parts, ignore_errors=True)
+            # A fresh run replaces the output, as the text formats do; an old file left
+            # beside new parts would otherwise pass for a finished run on --resume.
+            self.path.unlink(missing_ok=True)
         self.parts.mkdir(parents=True, exist_ok=True)
         if resume:
             if self.path.is_file():
                 # A finished run: its file becomes the first part, merged again at close.
+                # Parts still beside it are already inside it (close writes the file from
+                # every part before it removes them; a kill between the two leaves both):
+                # they go first, or their rows would be written twice.
+                for stale in self.parts.iterdir():
+                    stale.unlink()
                 self.path.replace(self.parts / "part-000000-merged.parquet")
             self._scan_parts()
         self.next_part = len(self._part_files())
@@ -383,8 +410,10 @@ class ParquetWriter(ResultWriter):
 WRITERS = {".jsonl": JsonlWriter, ".csv": CsvWriter, ".parquet": ParquetWriter}
 
 
-def open_writer(path: str | os.PathLike, *, resume: bool = False) -> ResultWriter:
+def open_writer(path: str | os.PathLike, *, resume: bool = False, csv_formulas: bool = False) -> ResultWriter:
     """The streaming writer for ``path``'s extension (``.jsonl``, ``.csv`` or ``.parquet``).
+
+    ``csv_formulas`` keeps formula-like CSV cells as they are (default: neutralised).
 
     Raises
     ------
@@ -394,6 +423,8 @@ def open_writer(path: str | os.PathLike, *, resume: bool = False) -> ResultWrite
     suffix = Path(path).suffix.lower()
     if suffix not in WRITERS:
         raise DeltaIQAError(f"{path}: output extension '{suffix}' is not one of {', '.join(OUTPUT_SUFFIXES)}")
+    if suffix == ".csv":
+        return CsvWriter(path, resume=resume, neutralise=not csv_formulas)
     return WRITERS[suffix](path, resume=resume)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from deltaiqa_lite._version import __version__
 from deltaiqa_lite.errors import DeltaIQAError
 from deltaiqa_lite.physics import FLAG_SEPARATOR
+from deltaiqa_lite.read.names import display_text
 
 __all__ = ["SRError", "SRRefused", "SRModel", "SROutcome", "PRIVATE_SCHEME", "PRIVATE_CODES",
            "sr_uids", "model_identity", "build_sr", "write_sr", "write_series_srs",
@@ -239,7 +240,8 @@ def _reason(result: Any) -> str:
     path = getattr(result, "path", None)
     if path and reason.startswith(f"{path}: "):
         reason = reason[len(path) + 2:]
-    return " ".join(str(reason).split())[:1024]  # UT would allow more; keep items short
+    # A file name that is not UTF-8 may be in the message: escaped, as in every output.
+    return display_text(" ".join(str(reason).split()))[:1024]  # keep items short
 
 
 def _ok(result: Any) -> bool:
@@ -430,7 +432,40 @@ def build_sr(results: Sequence[Any], identity: Any, model: SRModel, *,
     scheme.CodingSchemeName = PRIVATE_SCHEME_NAME
     scheme.CodingSchemeResponsibleOrganization = "deltaiqa-lite project"
     sr.CodingSchemeIdentificationSequence = [scheme]
+    _set_character_set(sr, identity)
     return sr
+
+
+#: Value representations whose text depends on Specific Character Set (PS3.5 6.1.2.3).
+_CHARACTER_SET_VRS = {"SH", "LO", "ST", "LT", "UT", "PN", "UC"}
+UTF8_CHARACTER_SET = "ISO_IR 192"
+
+
+def _set_character_set(sr: Any, identity: Any) -> None:
+    """Give the SR Specific Character Set (0008,0005) ISO_IR 192 whenever it needs one.
+
+    Names copied from the source were decoded with the source's character set
+    (pydicom does that on reading); the SR encodes them again in UTF-8, which holds
+    every character of every DICOM character set (ISO 2022 escapes, GB18030,
+    Latin-1 ...). Without the element a reader assumes ASCII and the names arrive
+    mangled, so a PACS would see one Patient ID with two names. A source without a
+    character set and an all-ASCII SR leave the element out, as before.
+    """
+    source = identity.get("SpecificCharacterSet") if identity is not None else None
+    declared = [source] if isinstance(source, str) else list(source or [])
+    if any(str(v).strip() not in ("", "ISO_IR 6") for v in declared) or _has_non_ascii(sr):
+        sr.SpecificCharacterSet = UTF8_CHARACTER_SET
+
+
+def _has_non_ascii(ds: Any) -> bool:
+    for element in ds.iterall():
+        if element.VR not in _CHARACTER_SET_VRS or element.value is None:
+            continue
+        values = element.value if isinstance(element.value, (list, tuple)) or \
+            type(element.value).__name__ == "MultiValue" else [element.value]
+        if any(not str(value).isascii() for value in values):
+            return True
+    return False
 
 
 def write_sr(sr: Any, folder: str | os.PathLike) -> Path:

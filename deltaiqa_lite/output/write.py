@@ -13,10 +13,11 @@ import math
 from typing import Callable, Sequence, TextIO
 
 from deltaiqa_lite.physics import FLAG_SEPARATOR, PHYSICS_FIELDS
+from deltaiqa_lite.read.names import display_text
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["WRITERS", "FORMATS", "CSV_COLUMNS", "SERIES_KEYS", "write_results", "run_header", "slice_record",
-           "series_record", "csv_row"]
+           "series_record", "csv_row", "neutralise_cell", "restore_cell"]
 
 #: Physics beside the network (deltaiqa_lite.physics), the same keys in every format.
 PHYSICS_KEYS = PHYSICS_FIELDS
@@ -41,6 +42,10 @@ def _clean(value):
     # JSON has no NaN; never emit it (a NaN score would be a bug upstream anyway).
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        # A file name that is not UTF-8 (in the path or in an error message): escaped,
+        # so every format can hold it and it reads the same in all of them.
+        return display_text(value)
     return value
 
 
@@ -56,7 +61,7 @@ def series_record(series: SeriesResult) -> dict:
 
 def _series_record(series: SeriesResult) -> dict:
     record = series_record(series)
-    record["slices"] = [s.name for s in series.slices]
+    record["slices"] = [display_text(s.name) for s in series.slices]
     return record
 
 
@@ -79,23 +84,61 @@ def write_jsonl(stream: TextIO, results: Sequence[SliceResult], series: Sequence
 
 
 def write_csv(stream: TextIO, results: Sequence[SliceResult], series: Sequence[SeriesResult],
-              header: dict) -> None:
+              header: dict, *, neutralise: bool = True) -> None:
     """One row per slice (series summaries are in the JSON formats)."""
     writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow(csv_row(result))
+        writer.writerow(csv_row(result, neutralise=neutralise))
 
 
-def csv_row(result: SliceResult) -> dict:
-    """The CSV row of one slice: :data:`CSV_COLUMNS`, empty strings for None, 6 decimals."""
-    row = {k: v for k, v in result.to_dict().items() if k in CSV_COLUMNS}
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def neutralise_cell(text: str) -> str:
+    """``text`` made safe for a spreadsheet: a cell that would start a formula gets a ``'``.
+
+    Text from DICOM headers and file names (paths, station names, error messages)
+    is untrusted; ``=HYPERLINK(...)`` or ``=cmd|...`` in it would run when a person
+    opens the CSV in a spreadsheet. Numbers (``-12.5``) are left alone. A cell that
+    already starts with ``'`` gets one more, so :func:`restore_cell` undoes exactly
+    this (``--resume`` compares paths read back from the file).
+    """
+    if text.startswith("'") or (text.startswith(FORMULA_PREFIXES) and not _is_number(text)):
+        return "'" + text
+    return text
+
+
+def restore_cell(text: str) -> str:
+    """The value :func:`neutralise_cell` was given."""
+    return text[1:] if text.startswith("'") else text
+
+
+def csv_row(result: SliceResult, *, neutralise: bool = True) -> dict:
+    """The CSV row of one slice: :data:`CSV_COLUMNS`, empty strings for None, 6 decimals.
+
+    With ``neutralise`` (the default) text cells that a spreadsheet would read as a
+    formula are prefixed with ``'`` (:func:`neutralise_cell`).
+    """
+    row = {k: _clean(v) for k, v in result.to_dict().items() if k in CSV_COLUMNS}
     probabilities = result.probabilities or (None,) * 5
     row.update({f"p{k}": (f"{p:.6f}" if p is not None else "") for k, p in enumerate(probabilities)})
     if result.score is not None:
         row["score"] = f"{result.score:.6f}"
     row["flags"] = FLAG_SEPARATOR.join(result.flags) or None
-    return {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+    cells = {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+    if neutralise:
+        cells = {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in cells.items()}
+    return cells
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -105,7 +148,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence[SeriesResult],
                 header: dict) -> None:
     """Aligned text for a terminal: slices, then one summary line per series."""
-    names = [r.name for r in results]
+    names = [display_text(r.name) for r in results]
     width = min(max([len("input")] + [len(n) for n in names]), 60)
     # Physics columns carry their output key names, as in JSON and CSV; physics_note
     # goes on an indented line under its slice.
@@ -123,7 +166,7 @@ def write_table(stream: TextIO, results: Sequence[SliceResult], series: Sequence
             if result.physics_note:
                 stream.write(f"    physics_note: {result.physics_note}\n")
         else:
-            stream.write(f"{shown:<{width}}  {'-':>5}  {'-':>6}  error: {result.error}\n")
+            stream.write(f"{shown:<{width}}  {'-':>5}  {'-':>6}  error: {display_text(result.error or '')}\n")
     for summary in series:
         if summary.series_uid is None:
             continue
@@ -150,10 +193,18 @@ FORMATS = tuple(WRITERS)
 
 
 def write_results(stream: TextIO, fmt: str, results: Sequence[SliceResult],
-                  series: Sequence[SeriesResult], header: dict) -> None:
-    """Write with the named writer (``table``, ``json``, ``jsonl`` or ``csv``)."""
+                  series: Sequence[SeriesResult], header: dict, *,
+                  csv_formulas: bool = False) -> None:
+    """Write with the named writer (``table``, ``json``, ``jsonl`` or ``csv``).
+
+    ``csv_formulas`` keeps CSV cells that start like a formula as they are (default:
+    neutralised, see :func:`neutralise_cell`).
+    """
     try:
         writer = WRITERS[fmt]
     except KeyError:
         raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}") from None
+    if writer is write_csv:
+        write_csv(stream, results, series, header, neutralise=not csv_formulas)
+        return
     writer(stream, results, series, header)

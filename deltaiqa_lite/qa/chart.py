@@ -11,9 +11,11 @@ diameter with its fitted exponential, :func:`draw_trend` a plain time series
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from datetime import datetime
+from collections.abc import Sequence
 from itertools import pairwise
 
 from PIL import Image, ImageDraw, ImageFont
@@ -288,3 +290,38 @@ def draw_trend(points: list[TrendPoint], title: str, *, y_label: str = "SSDE (mG
     legend = f"mean {sum(values) / len(values):.2f}  min {min(values):.2f}  max {max(values):.2f}  n = {len(values)}"
     draw.text((right - draw.textlength(legend, font=small), 12), legend, fill=AXIS, font=small)
     return _png(image)
+
+
+#: Longest file stem of a chart PNG, in UTF-8 bytes (file systems allow 255 for the whole
+#: name; the longest suffix added is ".noise-vs-dw.png").
+MAX_STEM_BYTES = 120
+
+
+def chart_file_stems(names: Sequence[str]) -> list[str]:
+    """File stems for chart PNGs of groups named ``names``: safe, bounded, unique.
+
+    Letters and digits of any script (CJK included) and ``-_.`` are kept, anything
+    else becomes ``-``; a leading dot is dropped (no hidden files). A stem longer
+    than :data:`MAX_STEM_BYTES` UTF-8 bytes is cut on a character boundary, and a
+    stem that was cut or that equals another one (ignoring case, for file systems
+    that do) gets ``-`` and 10 hex digits of the SHA-256 of the full name, so two
+    groups never overwrite each other's PNGs.
+    """
+    cleaned = []
+    for name in names:
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).lstrip(".") or "-"
+        encoded = safe.encode("utf-8")
+        cut = len(encoded) > MAX_STEM_BYTES
+        if cut:
+            safe = encoded[:MAX_STEM_BYTES].decode("utf-8", "ignore")
+        cleaned.append((safe, cut))
+    counts: dict[str, int] = {}
+    for safe, _ in cleaned:
+        counts[safe.casefold()] = counts.get(safe.casefold(), 0) + 1
+    stems = []
+    for name, (safe, cut) in zip(names, cleaned):
+        if cut or counts[safe.casefold()] > 1:
+            digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+            safe = f"{safe}-{digest}"
+        stems.append(safe)
+    return stems

@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from deltaiqa_lite.errors import InputError
+from deltaiqa_lite.read.dicom import sniff_refusal
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -258,6 +259,9 @@ def read_qa_header(path: str | os.PathLike[str], *,
         When the file is not DICOM or cannot be read; the message names the file.
     """
     name = os.fspath(path)
+    refusal = sniff_refusal(name)  # bounded time, before pydicom's forced parse
+    if refusal is not None:
+        raise InputError(name, refusal)
     try:
         ds = pydicom.dcmread(name, stop_before_pixels=True)
     except InvalidDicomError:

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from deltaiqa_lite.errors import DeltaIQAError
+from deltaiqa_lite.read.names import display_text
 
 APPLICATION_ID = int.from_bytes(b"DIQA", "big")
 #: The QA log of `serve`, `watch` and `report` when --log is not given.
@@ -641,7 +642,9 @@ class QALog:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 for rec in records:
-                    row = asdict(rec)
+                    # Text from file names may hold undecodable bytes: stored escaped.
+                    row = {k: display_text(v) if isinstance(v, str) else v
+                           for k, v in asdict(rec).items()}
                     if not row["scored_at"]:
                         row["scored_at"] = stamp
                     cursor = self._conn.execute(insert, [row[c] for c in _SLICE_COLUMNS])
@@ -686,7 +689,9 @@ class QALog:
                 self._conn.execute(
                     "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
                     "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
+                    (display_text(path), size, mtime_ns, status,
+                     None if reason is None else display_text(reason), sop_instance_uid,
+                     utc_now()))
             except sqlite3.OperationalError as exc:
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
 

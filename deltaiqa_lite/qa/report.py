@@ -435,20 +435,33 @@ CSV_COLUMNS = ("station_name", "protocol_name", "kernel", "series_uid", "time", 
                "in_baseline", "flags", "below_threshold")
 
 
-def report_to_csv(report: QAReport) -> str:
-    """One CSV row per charted series (group, score, EWMA, limits, flags)."""
+def report_to_csv(report: QAReport, *, neutralise: bool = True) -> str:
+    """One CSV row per charted series (group, score, EWMA, limits, flags).
+
+    Station, protocol and kernel names come from DICOM headers: with ``neutralise``
+    (the default) a cell that a spreadsheet would run as a formula gets a leading
+    ``'`` (:func:`deltaiqa_lite.output.write.neutralise_cell`).
+    """
+    from deltaiqa_lite.output.write import neutralise_cell
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for g in report.groups:
         chart = g.chart
         for p in chart.points:
-            writer.writerow([
-                g.station_name or "", g.protocol_name or "", g.kernel or "", p.series_uid, p.time,
-                f"{p.value:.4f}", f"{p.ewma:.4f}", _fmt(p.ewma_low), _fmt(p.ewma_high),
-                _fmt(chart.centre), _fmt(chart.shewhart_low), _fmt(chart.shewhart_high),
-                int(p.in_baseline), ";".join(p.flags), int(p.value < report.rules.threshold)])
+            if neutralise:
+                writer.writerow([neutralise_cell(cell) for cell in _report_row(report, g, chart, p)])
+            else:
+                writer.writerow(_report_row(report, g, chart, p))
     return out.getvalue()
+
+
+def _report_row(report: QAReport, g, chart, p) -> list[str]:
+    return [g.station_name or "", g.protocol_name or "", g.kernel or "", p.series_uid or "",
+            p.time or "", f"{p.value:.4f}", f"{p.ewma:.4f}", _fmt(p.ewma_low), _fmt(p.ewma_high),
+            _fmt(chart.centre), _fmt(chart.shewhart_low), _fmt(chart.shewhart_high),
+            str(int(p.in_baseline)), ";".join(p.flags), str(int(p.value < report.rules.threshold))]
 
 
 def _fmt(value: float | None) -> str:

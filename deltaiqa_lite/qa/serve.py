@@ -62,11 +62,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import queue
 import resource
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +86,7 @@ from deltaiqa_lite.qa.header import (
 from deltaiqa_lite.qa.ingest import (DOSE, DUPLICATE, REFUSED, SCORED, FileOutcome, Ingestor, header_record,
                                      header_refused_kind)
 from deltaiqa_lite.qa.log import QALogError, SliceRecord
+from deltaiqa_lite.qa.tls import TLSSettings, guard_listener, server_context
 from deltaiqa_lite.read.rdsr import RDSR_SOP_CLASSES
 
 STATUS_SUCCESS = 0x0000
@@ -139,6 +142,8 @@ class ServeConfig:
     file_mode, dir_mode : int
         Permissions of the files and folders the node creates (0600/0700: private
         to the node's user; 0640/0750 gives its group read access).
+    tls : TLSSettings or None
+        DICOM over TLS (:mod:`deltaiqa_lite.qa.tls`); None listens in plain TCP.
     """
 
     spool_dir: Path
@@ -157,6 +162,7 @@ class ServeConfig:
     rescan_s: float = 10.0
     file_mode: int = 0o600
     dir_mode: int = 0o700
+    tls: TLSSettings | None = None
 
 
 @dataclass
@@ -304,7 +310,10 @@ class QAServer:
         self._rows: queue.Queue[SliceRecord] = queue.Queue(maxsize=4096)
         self._unwritten_rows: list[SliceRecord] = []
         self._queued: set[str] = set()
+        # UIDs of ``_queued`` that a second association stored again and answered Success.
+        self._resent: set[str] = set()
         self._queued_lock = threading.Lock()
+        self._part_counter = itertools.count()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._server = None
@@ -327,9 +336,12 @@ class QAServer:
             from pynetdicom.sop_class import Verification
         except ImportError as error:
             raise ServeError("serve needs pynetdicom: pip install 'deltaiqa-lite[net]'") from error
+        # Bad TLS files are a start-up error, before anything is created or bound.
+        ssl_context = server_context(self.config.tls) if self.config.tls is not None else None
         for folder in (self.spool, self.store, self.quarantine):
             if folder is not None:
                 make_folders(folder, self.config.dir_mode)
+        self._check_writable()
         self._clean_stale_parts()
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_associations = self.config.max_associations
@@ -357,10 +369,26 @@ class QAServer:
             self._stopping.set()
             raise ServeError(f"cannot listen on {self.config.host}:{self.config.port}: "
                              f"{error.strerror or error}") from error
+        if ssl_context is not None:
+            guard_listener(self._server, ssl_context)
         self._ae = ae
         host, port = self._server.server_address[:2]
         self.address = (host, port)
         return self.address
+
+    def _check_writable(self) -> None:
+        """Refuse to start when a folder the node writes into is read-only (one line, not one
+        per object on every rescan)."""
+        for what, folder in (("spool", self.spool), ("store", self.store),
+                             ("quarantine", self.quarantine)):
+            if folder is None:
+                continue
+            try:  # a real write: permission bits alone do not tell (root, read-only mounts)
+                with tempfile.TemporaryFile(dir=folder, prefix=".deltaiqa-probe-"):
+                    pass
+            except OSError as error:
+                raise ServeError(f"{folder}: the {what} folder cannot be written "
+                                 f"({error.strerror or error})") from error
 
     def _clean_stale_parts(self) -> None:
         """Temporary files of writes cut short by a kill: never acknowledged, so never needed.
@@ -466,7 +494,9 @@ class QAServer:
         return STATUS_SUCCESS if self.config.ack_refused else status
 
     def _spool_partial(self, event, key: str) -> Path:
-        partial = self.spool / f".{key}{PART_SUFFIX}"
+        # One name per store operation: two associations sending the same UID at once
+        # must not write into (or delete) each other's partial file.
+        partial = self.spool / f".{key}.{os.getpid()}-{next(self._part_counter)}{PART_SUFFIX}"
         data = event.encoded_dataset(include_meta=True)
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.config.file_mode)
         try:
@@ -532,23 +562,32 @@ class QAServer:
                 header = QAHeader(**(header.as_dict() | {"sop_instance_uid": sop}))
             return self._refuse(header, reason, status, peer, partial, key)
         final = safe_child(self.spool, sop)
-        with self._queued_lock:
-            already = sop in self._queued
-            self._queued.add(sop)
+        # The claim and the rename happen under one lock, so that a resend of the same
+        # UID on another association (the sender timed out and retried) is either seen
+        # by the first association before it gives up, or arrives after it: the first
+        # never deletes a file that another association has answered Success for.
         try:
-            os.replace(partial, final)
+            with self._queued_lock:
+                already = sop in self._queued
+                os.replace(partial, final)
+                self._queued.add(sop)
+                if already:
+                    self._resent.add(sop)
             fsync_folder(self.spool)
         except OSError as error:
             print(f"deltaiqa-lite serve: cannot spool {sop}: {error.strerror or error}",
                   file=sys.stderr, flush=True)
             partial.unlink(missing_ok=True)
-            if not already:
+            if final.exists():
+                # Renamed, only the folder fsync failed: the rescan takes it (it may be
+                # another association's acknowledged copy, so it is never deleted here).
                 with self._queued_lock:
-                    self._queued.discard(sop)
+                    if not already:
+                        self._queued.discard(sop)
             return STATUS_OUT_OF_RESOURCES
         if already:
             # A resend while the first copy still waits: the file was replaced, the
-            # queue already holds the UID.
+            # queue already holds the UID (or the rescan takes it, see below).
             self.stats.bump("received")
             return STATUS_SUCCESS
         try:
@@ -556,7 +595,12 @@ class QAServer:
         except queue.Full:
             with self._queued_lock:
                 self._queued.discard(sop)
-            final.unlink(missing_ok=True)
+                if sop in self._resent:
+                    # Another association answered Success for this file meanwhile: it
+                    # stays in the spool, unclaimed, and the next rescan scores it.
+                    self._resent.discard(sop)
+                else:
+                    final.unlink(missing_ok=True)
             self.stats.bump("rejected_full")
             return STATUS_OUT_OF_RESOURCES
         self.stats.bump("received")
@@ -648,6 +692,7 @@ class QAServer:
             self._set_trouble(str(error))
             with self._queued_lock:
                 self._queued.difference_update(sops)
+                self._resent.difference_update(sops)
             return
         except Exception as error:  # noqa: BLE001 - a bug must not kill the receiver
             print(f"deltaiqa-lite serve: scoring failed for {len(paths)} objects (kept in the "
@@ -655,6 +700,7 @@ class QAServer:
             self.stats.bump("failed", len(paths))
             with self._queued_lock:
                 self._queued.difference_update(sops)
+                self._resent.difference_update(sops)
             return
         if self._log_trouble is not None:
             self._set_trouble(None)
@@ -668,6 +714,7 @@ class QAServer:
             self._finish(outcome.path, outcome.status, outcome.sop_instance_uid)
         with self._queued_lock:
             self._queued.difference_update(sops)
+            self._resent.difference_update(sops)
 
     def _finish(self, path: str, status: str, sop: str | None) -> None:
         """Put the spool file where it is kept, now that its log row is durable."""

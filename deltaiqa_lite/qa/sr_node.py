@@ -17,9 +17,17 @@ The state folder survives restarts: a series whose images arrived before a
 crash is reported after the restart. A late image of a reported series
 touches S.pending again and the series gets an updated SR (same SR identity,
 new content date/time). The identity file keeps the patient and study
-attributes the SR must carry (as the spool keeps whole images): protect the
-folder like the spool. An SR that cannot be built is logged (``refused`` or
-``error`` with the reason) and scoring goes on.
+attributes the SR must carry (as the spool keeps whole images): it is private
+(0600, in a 0700 folder) and deleted once the SR is queued. An SR that cannot
+be built is logged (``refused`` or ``error`` with the reason) and scoring goes on.
+
+A full disk loses nothing: state that cannot be written (identity, marker) is
+kept in memory and written on a later pass; an SR that cannot be written to the
+outbox keeps its series pending and is built again after a wait (doubling up to
+a minute), so it goes out once space returns. Idle times of series seen by this
+process run on the monotonic clock; markers found at start use their mtime.
+Stopping sets a flag checked between series and between SRs and aborts the
+send in flight, so ``stop`` returns within seconds.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from pathlib import Path
 
 from deltaiqa_lite.qa.header import is_valid_uid
 from deltaiqa_lite.qa.log import QALog, SliceRecord, SREvent
-from deltaiqa_lite.qa.outbox import Outbox, private_folder
+from deltaiqa_lite.qa.outbox import Outbox, atomic_write, private_folder, remove_stale_parts
 
 #: Attributes kept from a source header for the SR's patient, study and series identity.
 IDENTITY_KEYWORDS = (
@@ -42,6 +50,8 @@ IDENTITY_KEYWORDS = (
     "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription",
     "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "Modality",
 )
+#: Longest wait of :meth:`SeriesReporter.stop` for the SR thread (seconds).
+STOP_BUDGET_S = 5.0
 
 
 @dataclass
@@ -109,9 +119,16 @@ class SeriesReporter:
         private_folder(self.state)
         self.series_idle_s = float(series_idle_s)
         self.poll_s = float(poll_s)
+        remove_stale_parts(self.state)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Series noted by this process: last image on the monotonic clock.
+        self._touched: dict[str, float] = {}
+        # Series whose identity or marker could not be written (disk full): kept here.
+        self._unsaved: dict[str, object] = {}
+        # Series whose SR could not be written: (failures, monotonic time of next build).
+        self._write_retry: dict[str, tuple[int, float]] = {}
 
     # -- called by the ingest side (serve worker, watch loop)
     def note(self, outcome) -> None:
@@ -123,29 +140,50 @@ class SeriesReporter:
             return
         identity = self.state / f"{series}.dcm"
         with self._lock:
-            try:
-                if not identity.exists():
-                    self._save_identity(outcome.path, identity)
-                marker = self.state / f"{series}.pending"
-                marker.touch()
-                os.utime(marker)  # touch() keeps an existing file's mtime on some filesystems
-            except OSError as error:
-                print(f"deltaiqa-lite: SR state of series {series} not saved: {error}",
+            self._touched[series] = time.monotonic()
+            kept = self._unsaved.get(series)
+            if kept is None and not identity.exists():
+                kept = self.identity_dataset(outcome.path)  # read now: the file may go
+            self._persist(series, kept)
+
+    def _persist(self, series: str, identity_ds) -> bool:
+        """Write the identity (if given and missing) and touch the marker; under ``_lock``."""
+        identity = self.state / f"{series}.dcm"
+        try:
+            if identity_ds is not None and not identity.exists():
+                self._write_identity(identity_ds, identity)
+            marker = self.state / f"{series}.pending"
+            marker.touch(mode=0o600)
+            os.utime(marker)  # touch() keeps an existing file's mtime on some filesystems
+        except OSError as error:
+            if series not in self._unsaved:
+                print(f"deltaiqa-lite: SR state of series {series} not saved "
+                      f"({error.strerror or error}); kept in memory and written again later",
                       file=sys.stderr, flush=True)
+            self._unsaved[series] = identity_ds
+            return False
+        self._unsaved.pop(series, None)
+        return True
 
     @staticmethod
-    def _save_identity(path: str, target: Path) -> None:
+    def identity_dataset(path: str):
+        """The identity attributes of a source file (no pixels), or None if unreadable."""
         import pydicom
         from pydicom.dataset import Dataset, FileMetaDataset
         from pydicom.uid import ExplicitVRLittleEndian
 
+        from deltaiqa_lite.output.sr import UTF8_CHARACTER_SET
+
         try:
             source = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 - an unreadable file: a later one of the series may do
-            return
+            return None
         if "SOPClassUID" not in source or "SOPInstanceUID" not in source:
-            return
+            return None
         keep = Dataset()
+        # Names were decoded with the source's character set when read; kept in UTF-8,
+        # which holds any of them (without the element they would be written as ASCII).
+        keep.SpecificCharacterSet = UTF8_CHARACTER_SET
         for keyword in IDENTITY_KEYWORDS:
             if keyword in source:
                 setattr(keep, keyword, source[keyword].value)
@@ -153,26 +191,64 @@ class SeriesReporter:
         keep.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         keep.file_meta.MediaStorageSOPClassUID = source.SOPClassUID
         keep.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
-        partial = target.with_name(f".{target.name}.part")
-        keep.save_as(partial, enforce_file_format=True)
-        os.replace(partial, target)
+        return keep
+
+    @staticmethod
+    def _write_identity(keep, target: Path) -> None:
+        from pydicom.filebase import DicomBytesIO
+
+        buffer = DicomBytesIO()
+        keep.save_as(buffer, enforce_file_format=True)
+        atomic_write(target, buffer.getvalue())  # 0600, no .part left on failure
+
+    @classmethod
+    def _save_identity(cls, path: str, target: Path) -> None:
+        keep = cls.identity_dataset(path)
+        if keep is not None:
+            cls._write_identity(keep, target)
 
     # -- the SR thread
+    def _token(self, series: str) -> float | None:
+        """When the series last changed: monotonic for series seen here, else marker mtime."""
+        if series in self._touched:
+            return self._touched[series]
+        try:
+            return (self.state / f"{series}.pending").stat().st_mtime
+        except OSError:
+            return None
+
     def due_series(self, now: float | None = None) -> list[tuple[str, float]]:
-        """(series UID, marker mtime) of series idle for ``series_idle_s`` or more."""
-        now = time.time() if now is None else now
-        due = []
-        for marker in sorted(self.state.glob("*.pending")):
-            try:
-                mtime = marker.stat().st_mtime
-            except OSError:
-                continue
-            if now - mtime >= self.series_idle_s:
-                due.append((marker.stem, mtime))
+        """(series UID, change token) of series idle for ``series_idle_s`` or more.
+
+        The token is the monotonic time of the last image for series noted by this
+        process, else the marker's mtime (a marker left by an earlier process).
+        """
+        wall = time.time() if now is None else now
+        mono = time.monotonic()
+        with self._lock:
+            names = {marker.stem for marker in self.state.glob("*.pending")} | set(self._unsaved)
+            due = []
+            for series in sorted(names):
+                if series in self._touched:
+                    token = self._touched[series]
+                    idle = mono - token
+                else:
+                    token = self._token(series)
+                    if token is None:
+                        continue
+                    idle = wall - token
+                retry = self._write_retry.get(series)
+                if idle >= self.series_idle_s and (retry is None or mono >= retry[1]):
+                    due.append((series, token))
         return due
 
     def report(self, series_uid: str) -> str | None:
         """Build the SR of one series from the QA log and queue it; return its SOP UID or None."""
+        return self._report(series_uid)[1]
+
+    def _report(self, series_uid: str) -> tuple[str, str | None]:
+        """("queued", SOP UID), ("final", None) when refused or failed for good, or
+        ("retry", None) when the SR could not be written here (disk full: built again later)."""
         import pydicom
 
         from deltaiqa_lite.output.sr import SRRefused, build_sr
@@ -180,55 +256,96 @@ class SeriesReporter:
         records = self.log.slices(series_uid=series_uid)
         identity_path = self.state / f"{series_uid}.dcm"
         try:
-            identity = pydicom.dcmread(identity_path) if identity_path.exists() else None
+            with self._lock:
+                kept = self._unsaved.get(series_uid)
+            identity = kept if kept is not None else (
+                pydicom.dcmread(identity_path) if identity_path.exists() else None)
             sop_classes = {r.sop_instance_uid: r.sop_class_uid for r in records
                            if r.sop_instance_uid and r.sop_class_uid}
             sr = build_sr(logged_slices(records), identity, self.model, sop_classes=sop_classes,
                           series_uid=series_uid)
-            self.outbox.enqueue(sr, series_uid)
         except SRRefused as error:
             self._event(series_uid, "refused", str(error))
-            return None
+            return "final", None
         except Exception as error:  # noqa: BLE001 - an SR problem must not stop the node
-            self._event(series_uid, "error", f"SR not built or not written: "
-                                             f"{type(error).__name__}: {error}")
-            return None
+            self._event(series_uid, "error", f"SR not built: {type(error).__name__}: {error}")
+            return "final", None
+        try:
+            self.outbox.enqueue(sr, series_uid)
+        except OSError as error:
+            # Our own disk: never a reason to drop the SR. The series stays pending.
+            failures = self._write_retry.get(series_uid, (0, 0.0))[0] + 1
+            wait = min(60.0, 2.0 ** failures)
+            self._write_retry[series_uid] = (failures, time.monotonic() + wait)
+            if failures == 1:
+                self._event(series_uid, "error", f"SR not written to the outbox "
+                                                 f"({error.strerror or error}); built again "
+                                                 "when it can be written")
+            return "retry", None
+        self._write_retry.pop(series_uid, None)
         sop = str(sr.SOPInstanceUID)
-        self.log.record_sr(SREvent(series_uid=series_uid, event="queued", sr_sop_instance_uid=sop,
-                                   destination=str(self.outbox.destination),
-                                   content_datetime=f"{sr.ContentDate}{sr.ContentTime}"))
-        return sop
+        self._record(SREvent(series_uid=series_uid, event="queued", sr_sop_instance_uid=sop,
+                             destination=str(self.outbox.destination),
+                             content_datetime=f"{sr.ContentDate}{sr.ContentTime}"))
+        return "queued", sop
+
+    def _record(self, event: SREvent) -> None:
+        try:
+            self.log.record_sr(event)
+        except Exception as error:  # noqa: BLE001 - a full disk must not stop the SR thread
+            print(f"deltaiqa-lite: SR event {event.event} of series {event.series_uid} not "
+                  f"logged: {error}", file=sys.stderr, flush=True)
 
     def _event(self, series_uid: str, event: str, reason: str) -> None:
-        self.log.record_sr(SREvent(series_uid=series_uid, event=event, reason=reason,
-                                   destination=str(self.outbox.destination)))
+        self._record(SREvent(series_uid=series_uid, event=event, reason=reason,
+                             destination=str(self.outbox.destination)))
         print(f"deltaiqa-lite: SR of series {series_uid} {event}: {reason}", file=sys.stderr,
               flush=True)
 
-    def run_once(self) -> None:
-        """One pass: report complete series, then send what is due."""
-        for series_uid, mtime in self.due_series():
-            self.report(series_uid)
-            marker = self.state / f"{series_uid}.pending"
-            with self._lock:
+    def _done(self, series_uid: str, token: float | None) -> None:
+        """The series is reported: drop its marker and identity, unless an image came since."""
+        with self._lock:
+            if token is not None and self._token(series_uid) != token:
+                return  # a late image while building: reported again later
+            self._touched.pop(series_uid, None)
+            self._unsaved.pop(series_uid, None)
+            for name in (f"{series_uid}.pending", f"{series_uid}.dcm"):
                 try:
-                    if marker.stat().st_mtime == mtime:  # no late image while building
-                        marker.unlink()
+                    (self.state / name).unlink(missing_ok=True)
                 except OSError:
                     pass
-        self.outbox.send_due()
+
+    def _retry_unsaved(self) -> None:
+        with self._lock:
+            for series, identity in list(self._unsaved.items()):
+                self._persist(series, identity)
+
+    def run_once(self, stop: threading.Event | None = None) -> None:
+        """One pass: write state kept in memory, report complete series, send what is due."""
+        self._retry_unsaved()
+        for series_uid, token in self.due_series():
+            if stop is not None and stop.is_set():
+                return
+            status, _ = self._report(series_uid)
+            if status != "retry":
+                self._done(series_uid, token)
+        self.outbox.send_due(stop)
 
     def flush(self) -> None:
         """Report every waiting series now (no idle wait) and try to send once (``watch --once``)."""
-        for marker in sorted(self.state.glob("*.pending")):
-            self.report(marker.stem)
-            marker.unlink(missing_ok=True)
+        self._retry_unsaved()
+        with self._lock:
+            names = sorted({m.stem for m in self.state.glob("*.pending")} | set(self._unsaved))
+        for series_uid in names:
+            status, _ = self._report(series_uid)
+            if status != "retry":
+                self._done(series_uid, None)
         self.outbox.send_due()
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             try:
-                self.run_once()
+                self.run_once(self._stop)
             except Exception as error:  # noqa: BLE001 - keep reporting after a bug in one pass
                 print(f"deltaiqa-lite: SR pass failed: {type(error).__name__}: {error}",
                       file=sys.stderr, flush=True)
@@ -238,8 +355,17 @@ class SeriesReporter:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread; waiting series and SRs stay on disk for the next start."""
+        """Stop the thread within seconds; waiting series and SRs stay on disk for the next
+        start (the send in flight is aborted: that SR is sent again later)."""
         self._stop.set()
+        self.outbox.abort()
         if self._thread is not None:
-            self._thread.join()
+            # An association being set up cannot be aborted before the peer answers; the
+            # thread (a daemon) is not waited for past STOP_BUDGET_S: what it was sending
+            # is still in the outbox and goes out after the next start.
+            self._thread.join(STOP_BUDGET_S)
+            if self._thread.is_alive():
+                print(f"deltaiqa-lite: SR sending still waiting for {self.outbox.destination} "
+                      f"after {STOP_BUDGET_S:g} s; left to the next start", file=sys.stderr,
+                      flush=True)
             self._thread = None

@@ -45,6 +45,7 @@ from pathlib import Path
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.header import QAHeader
 from deltaiqa_lite.qa.serve import make_folders
+from deltaiqa_lite.read.names import display_text
 from deltaiqa_lite.qa.ingest import (
     DUPLICATE,
     ERROR,
@@ -220,12 +221,17 @@ class FolderWatcher:
     def input_key(self, rel: str) -> str:
         """What the ``inputs`` table stores for a relative path (a digest unless ``log_paths``)."""
         if self.log_paths:
-            return rel
+            return display_text(rel)
+        # The digest of the raw bytes: lossless for any file name.
         return "sha256:" + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()
 
     def display_name(self, path: str) -> str:
-        """What the log and messages show for a file: relative path, or only its name."""
-        return self.relative(path) if self.log_paths else os.path.basename(path)
+        """What the log and messages show for a file: relative path, or only its name.
+
+        A name that is not UTF-8 is shown with its undecodable bytes as ``\\xNN``
+        (:func:`deltaiqa_lite.read.names.display_text`): SQLite and terminals take it.
+        """
+        return display_text(self.relative(path) if self.log_paths else os.path.basename(path))
 
     def relative(self, path: str) -> str:
         """Path relative to the watched folder, '/'-separated (what the log stores)."""
