@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from deltaiqa_lite.errors import DeltaIQAError
+from deltaiqa_lite.qa.log_postgres import is_postgres_url
 
 APPLICATION_ID = int.from_bytes(b"DIQA", "big")
 #: The QA log of `serve`, `watch` and `report` when --log is not given.
@@ -45,12 +46,14 @@ def _write_failure(name: str, exc: BaseException, busy_s: float) -> QALogError:
     lowered = text.lower()
     if "disk is full" in lowered or "disk full" in lowered or getattr(exc, "errno", None) == errno.ENOSPC:
         cause = "the disk is full"
-    elif "locked" in lowered or "busy" in lowered:
+    elif "locked" in lowered or "busy" in lowered or "lock timeout" in lowered:
         cause = f"the log is locked by another process (waited {busy_s:g} s)"
     elif "readonly" in lowered or "read-only" in lowered:
         cause = "the log or its folder is read-only"
+    elif "connect" in lowered or "server closed" in lowered or "terminat" in lowered:
+        cause = "the database server cannot be reached"
     else:
-        cause = "SQLite error"
+        cause = "database error"
     return QALogError(f"{name}: cannot use the QA log: {cause} ({text})")
 
 
@@ -205,6 +208,26 @@ def _backfill_refused_kinds(conn: sqlite3.Connection) -> None:
     _backfill_series(conn)
 
 
+# Dashboard (deltaiqa_lite.dashboard): acknowledged alarms with who, when and why, and the
+# indexes that let its overview and trend pages read the series summaries of one
+# station or group over a time window without scanning (never the slices table).
+_V7_DASHBOARD = """
+CREATE TABLE alarm_acks (
+    id INTEGER PRIMARY KEY,
+    alarm_key TEXT NOT NULL,
+    series_uid TEXT,
+    acknowledged_at TEXT NOT NULL,
+    acknowledged_by TEXT NOT NULL,
+    comment TEXT
+);
+CREATE INDEX alarm_acks_key ON alarm_acks (alarm_key);
+CREATE INDEX series_when ON series (coalesce(acquisition_datetime, first_scored_at));
+CREATE INDEX series_station_when ON series (station_name, coalesce(acquisition_datetime, first_scored_at));
+CREATE INDEX series_group_when ON series (station_name, protocol_name, kernel,
+    coalesce(acquisition_datetime, first_scored_at))
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: SQL run in a transaction, then an optional Python data step."""
@@ -224,6 +247,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "structured reports sent back to PACS (sr_reports)", _V4_SR_REPORTS),
     Migration(5, "physics beside the network: slice position, noise level, Dw, SSDE, noise score, "
                  "flags and their series summaries", _V5_PHYSICS),
+    # 6 is the exam/RDSR step of another branch; 7 is numbered to merge after it.
+    Migration(7, "dashboard: alarm acknowledgements, series indexes by station, group and time",
+              _V7_DASHBOARD),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -257,6 +283,10 @@ def migrate(conn: sqlite3.Connection, *, target: int = SCHEMA_VERSION, name: str
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if schema_version(conn) >= step.version:  # another process ran it while we waited
+                conn.execute("ROLLBACK")
+                current = step.version
+                continue
             for statement in _split_sql(step.sql):
                 conn.execute(statement)
             if step.data_step is not None:
@@ -405,6 +435,18 @@ class SREvent:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class AlarmAck:
+    """One row of the ``alarm_acks`` table: who acknowledged which alarm, when, and why."""
+
+    alarm_key: str
+    acknowledged_by: str
+    acknowledged_at: str = ""
+    series_uid: str | None = None
+    comment: str | None = None
+
+
+_ACK_COLUMNS = [f.name for f in fields(AlarmAck)]
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
 _SR_COLUMNS = [f.name for f in fields(SREvent)]
 _SERIES_COLUMNS = [f.name for f in fields(SeriesRow)]
@@ -459,7 +501,8 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
         (series_uid,)).fetchone()
     agg = conn.execute(
         "SELECT min(acquisition_datetime), min(scored_at), max(scored_at), avg(ctdivol_mgy), "
-        "sum(status = 'refused'), sum(status = 'error') FROM slices WHERE series_uid = ?",
+        "sum(CASE WHEN status = 'refused' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) FROM slices WHERE series_uid = ?",
         (series_uid,)).fetchone()
     values = {
         "series_uid": series_uid, "study_uid": rep[0], "acquisition_datetime": agg[0],
@@ -480,8 +523,9 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
     if "n_flagged" in _columns(conn, "series"):
         values.update(_physics_summary(conn, series_uid))
     cols = list(values)
-    conn.execute(f"INSERT OR REPLACE INTO series ({', '.join(cols)}) "
-                 f"VALUES ({', '.join('?' for _ in cols)})", [values[c] for c in cols])
+    conn.execute(f"INSERT INTO series ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+                 "ON CONFLICT (series_uid) DO UPDATE SET "
+                 + ", ".join(f"{c} = excluded.{c}" for c in cols[1:]), [values[c] for c in cols])
 
 
 # ---------------------------------------------------------------- the log
@@ -493,7 +537,10 @@ class QALog:
     Parameters
     ----------
     path : str or PathLike
-        The SQLite file; created (with its folder) when missing.
+        The SQLite file; created (with its folder) when missing. Or a
+        ``postgresql://`` URL: the same schema, migrations and guarantees in a
+        PostgreSQL database that several nodes share (``postgres`` extra; see
+        :mod:`deltaiqa_lite.qa.log_postgres`).
 
     Raises
     ------
@@ -506,6 +553,10 @@ class QALog:
         self.path = os.fspath(path)
         self.name = name = os.path.basename(self.path) or self.path
         self.busy_timeout_s = float(busy_timeout_s)
+        self._lock = threading.RLock()
+        if is_postgres_url(self.path):
+            self._open_postgres()
+            return
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, mode=dir_mode, exist_ok=True)
@@ -521,7 +572,6 @@ class QALog:
                                          timeout=self.busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise QALogError(f"{name}: cannot open QA log ({exc})") from exc
-        self._lock = threading.RLock()
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed row survives a power loss. The node deletes its spool
@@ -536,6 +586,30 @@ class QALog:
         except QALogError:
             self._conn.close()
             raise
+
+    def _open_postgres(self) -> None:
+        from deltaiqa_lite.qa.log_postgres import PostgresConnection, redact
+
+        # The password never reaches a message, a report or a page.
+        self.url, self.path = self.path, redact(self.path)
+        self.name = self.path
+        try:
+            self._conn = PostgresConnection(self.url, busy_timeout_s=self.busy_timeout_s)
+        except sqlite3.Error as exc:
+            raise QALogError(f"{self.name}: cannot open QA log ({exc})") from exc
+        try:
+            migrate(self._conn, name=self.name)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise QALogError(f"{self.name}: not a QA log or damaged ({exc})") from exc
+        except QALogError:
+            self._conn.close()
+            raise
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return getattr(self._conn, "dialect", "sqlite")
 
     # -- context management
     def close(self) -> None:
@@ -625,8 +699,12 @@ class QALog:
         with self._lock:
             try:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
-                    "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO inputs (path, size, mtime_ns, status, reason, "
+                    "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, status = excluded.status, "
+                    "reason = excluded.reason, sop_instance_uid = excluded.sop_instance_uid, "
+                    "recorded_at = excluded.recorded_at",
                     (path, size, mtime_ns, status, reason, sop_instance_uid, utc_now()))
             except sqlite3.OperationalError as exc:
                 raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
@@ -640,7 +718,23 @@ class QALog:
                 f"INSERT INTO sr_reports ({', '.join(_SR_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in _SR_COLUMNS)})", [row[c] for c in _SR_COLUMNS])
 
+    def acknowledge(self, ack: AlarmAck) -> None:
+        """Store an alarm acknowledgement (its ``acknowledged_at`` defaults to now)."""
+        row = asdict(ack)
+        row["acknowledged_at"] = row["acknowledged_at"] or utc_now()
+        with self._lock:
+            try:
+                self._conn.execute(
+                    f"INSERT INTO alarm_acks ({', '.join(_ACK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _ACK_COLUMNS)})", [row[c] for c in _ACK_COLUMNS])
+            except sqlite3.OperationalError as exc:
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
+
     # -- reading
+    def acknowledgements(self, *, alarm_key: str | None = None) -> list[AlarmAck]:
+        """Alarm acknowledgements, optionally of one alarm, oldest first."""
+        return self._select("alarm_acks", _ACK_COLUMNS, AlarmAck, alarm_key=alarm_key)
+
     def sr_events(self, *, series_uid: str | None = None, event: str | None = None
                   ) -> list[SREvent]:
         """SR events, optionally of one series and/or one kind, oldest first."""
@@ -697,13 +791,21 @@ class QALog:
         """Slice rows, optionally of one series and/or one status, in insertion order."""
         return self._select("slices", _SLICE_COLUMNS, SliceRecord, series_uid=series_uid, status=status)
 
-    def series(self, *, since: str | None = None, until: str | None = None) -> list[SeriesRow]:
+    def series(self, *, since: str | None = None, until: str | None = None,
+               station: str | None = None, protocol: str | None = None,
+               kernel: str | None = None) -> list[SeriesRow]:
         """Series summaries ordered by acquisition time (then first scoring time).
 
         ``since``/``until`` are ISO dates or datetimes compared with the
-        acquisition time (``until`` is exclusive).
+        acquisition time (``until`` is exclusive); ``station``, ``protocol`` and
+        ``kernel`` keep only series with exactly that value (indexed).
         """
         clauses, params = [], []
+        for column, value in (("station_name", station), ("protocol_name", protocol),
+                              ("kernel", kernel)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
         time_expr = "coalesce(acquisition_datetime, first_scored_at)"
         if since:
             clauses.append(f"{time_expr} >= ?")

@@ -336,7 +336,8 @@ def build_report(log: QALog, *, since: str | None = None, until: str | None = No
     -------
     QAReport
     """
-    rows = [r for r in log.series(until=until) if r.n_slices > 0 and r.score_mean is not None]
+    rows = [r for r in log.series(until=until, station=station, protocol=protocol, kernel=kernel)
+            if r.n_slices > 0 and r.score_mean is not None]
     groups: dict[tuple, list[SeriesRow]] = {}
     for row in rows:
         key = tuple(getattr(row, f) for f in GROUP_FIELDS)
