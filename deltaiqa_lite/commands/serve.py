@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.log import QALog
     from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
     from deltaiqa_lite.qa.serve import LOOPBACK, QAServer, ServeConfig, peak_rss_mb
-    from deltaiqa_lite.commands._node import make_reporter
+    from deltaiqa_lite.commands._node import beside_log, make_reporter
 
     loopback = args.host in (LOOPBACK, "localhost", "::1")
     if not loopback and not args.allow and not args.allow_any:
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     salt = patient_id_salt(args)
     scorer = make_scorer(args)
-    log_path = Path(args.log)
-    spool = Path(args.spool) if args.spool else log_path.resolve().parent / "spool"
+    log_path = args.log
+    spool = beside_log(args, args.spool, "spool", "--spool")
     file_mode, dir_mode = (0o640, 0o750) if args.group_access else (0o600, 0o700)
     config = ServeConfig(
         spool_dir=spool, host=args.host, port=args.port, ae_title=args.ae_title,
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         allowed = ", ".join(config.allowed_aets) if config.allowed_aets else "any calling AE"
         print(f"deltaiqa-lite serve: listening on {host}:{port} as {config.ae_title!r} "
               f"(allowed: {allowed}); model {scorer.model_name} on {scorer.provider}; "
-              f"log {log_path}", file=sys.stderr, flush=True)
+              f"log {log.path}", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
         print(f"deltaiqa-lite serve: stopping; scoring {server.backlog()} received objects",
