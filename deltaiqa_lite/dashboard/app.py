@@ -118,11 +118,23 @@ def stored_file(store_dir: Path | None, study_uid: str | None, series_uid: str |
     return path if path.is_file() else None
 
 
+MAX_FORM_BYTES = 16_384
+
+
+async def _form(request) -> dict[str, str]:
+    """An urlencoded form body (the only kind our forms send; no multipart parser needed)."""
+    from urllib.parse import parse_qsl
+
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
 def create_app(settings: Settings):
     """The ASGI application over one open QA log."""
     import jinja2
     from starlette.applications import Starlette
-    from starlette.middleware import Middleware
     from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -247,7 +259,7 @@ def create_app(settings: Settings):
         user = signed_in(request)
         if user is None:
             return PlainTextResponse("sign in first", status_code=401)
-        form = await request.form()
+        form = await _form(request)
         if not auth.check_csrf(dict(request.cookies), str(form.get("csrf", ""))):
             return PlainTextResponse("form expired or not from this dashboard; reload the page",
                                      status_code=403)
@@ -269,7 +281,7 @@ def create_app(settings: Settings):
     async def login(request):
         error = None
         if request.method == "POST":
-            form = await request.form()
+            form = await _form(request)
             from starlette.concurrency import run_in_threadpool
 
             # bcrypt is slow on purpose: off the event loop.
@@ -304,4 +316,5 @@ def create_app(settings: Settings):
         Route("/favicon.ico", lambda r: RedirectResponse("/static/favicon.svg", status_code=301)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    # Outside Starlette's own error handler, so a 500 carries the headers too.
+    return SecurityHeaders(Starlette(routes=routes))
