@@ -114,6 +114,7 @@ def control_chart(chart: ControlChart, title: str, *, unit: str = "", threshold:
                                 if getattr(p, side) is not None
                                 and frame.y0 <= getattr(p, side) <= frame.y1], "ewma-limit"))
     labels = 0
+    previous: tuple[str, ...] = ()
     for x, p in zip(xs, points):
         px, py = frame.x(x), frame.y(min(max(p.value, frame.y0), frame.y1))
         rules = ", ".join(p.flags) or "in control"
@@ -122,10 +123,12 @@ def control_chart(chart: ControlChart, title: str, *, unit: str = "", threshold:
         parts.append(f'<a href="{escape(link + quote(p.series_uid, safe=""))}">'
                      f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{3.5 if p.flags else 2.2}" class="{css}">'
                      f'<title>{escape(tip)}</title></circle></a>')
-        if p.flags and labels < MAX_LABELS:
+        # Named where a rule starts firing (every point names it in its tooltip and colour).
+        if p.flags and p.flags != previous and labels < MAX_LABELS:
             labels += 1
             parts.append(f'<text x="{px + 5:.1f}" y="{py - 5:.1f}" class="rule">'
                          f'{escape(", ".join(p.flags))}</text>')
+        previous = p.flags
     parts.append("</svg>")
     return "".join(parts)
 
@@ -148,7 +151,7 @@ def trend(points: Sequence[tuple[str, str, float]], title: str, *, unit: str = "
 def profile(positions: Sequence[float], scores: Sequence[float], noise: Sequence[float | None],
             title: str) -> str:
     """Score (0..4, left axis) and noise level (HU, drawn scaled onto the same plot) along a series."""
-    frame = _Frame(list(positions), list(scores), (-0.1, 4.1))
+    frame = _Frame(list(positions), [0.0, 4.0], (-0.1, 4.1))  # the whole scale: noise shares it
     parts = _axes(frame, title, time_axis=False)
     parts.append(_polyline([(frame.x(x), frame.y(s)) for x, s in zip(positions, scores)], "trend"))
     known = [n for n in noise if n is not None]

@@ -169,6 +169,22 @@ class PostgresConnection:
             return self._run(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})", [])
         return self._run(_placeholders(sql) if params else sql, params)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> _Rows:
+        """One statement over many parameter rows (pipelined); rowcount is the sum."""
+        psycopg = self._psycopg
+        if self._conn is None or self._conn.closed:
+            self._connect()
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(_placeholders(sql), [list(r) for r in rows])
+                return _Rows([], cursor.rowcount)
+        except psycopg.errors.IntegrityError as exc:
+            raise sqlite3.IntegrityError(_message(exc)) from exc
+        except psycopg.OperationalError as exc:
+            raise sqlite3.OperationalError(_message(exc)) from exc
+        except psycopg.Error as exc:
+            raise sqlite3.DatabaseError(_message(exc)) from exc
+
     def _run(self, sql: str, params: list) -> _Rows:
         psycopg = self._psycopg
         try:
