@@ -191,11 +191,10 @@ def create_app(settings: Settings):
     def trends(request, user: str):
         f = filters_of(request)
         qa_report = views.report(log, f, settings.rules)
-        groups = [g for g in qa_report.groups]
         if request.query_params.get("format") == "csv":
             return csv_response(views.trends_csv(qa_report), "trends.csv")
         charts = []
-        for g in groups:
+        for g in qa_report.groups:
             title = g.title
             item = {"group": g, "score": svg.control_chart(g.chart, f"{title}: series mean score",
                                                            threshold=settings.rules.threshold)}
@@ -252,8 +251,7 @@ def create_app(settings: Settings):
             found = [a for a in found if not a.open]
         if request.query_params.get("format") == "csv":
             return csv_response(views.alarms_csv(found), "alarms.csv")
-        return page(request, "alarms.html", user, filters=f, alarms=found, state=state,
-                    message=request.query_params.get("message"))
+        return page(request, "alarms.html", user, filters=f, alarms=found, state=state)
 
     async def acknowledge(request):
         user = signed_in(request)
