@@ -147,6 +147,7 @@ def create_app(settings: Settings):
     env.filters["or_none"] = lambda v: "(none)" if v in (None, "") else v
     log, auth = settings.log, settings.auth
     gradcam = GradCamCache(settings.model)
+    reports = views.ReportCache()
 
     def page(request, template: str, user: str, **context) -> HTMLResponse:
         f = context.get("filters")
@@ -181,7 +182,7 @@ def create_app(settings: Settings):
     @guarded
     def overview(request, user: str):
         f = filters_of(request)
-        rows, chart_alarms = views.overview(log, f)
+        rows, chart_alarms = views.overview(log, f, reports)
         if request.query_params.get("format") == "csv":
             return csv_response(views.overview_csv(rows), "overview.csv")
         return page(request, "overview.html", user, filters=f, rows=rows,
@@ -190,7 +191,7 @@ def create_app(settings: Settings):
     @guarded
     def trends(request, user: str):
         f = filters_of(request)
-        qa_report = views.report(log, f, settings.rules)
+        qa_report = views.report(log, f, settings.rules, reports)
         if request.query_params.get("format") == "csv":
             return csv_response(views.trends_csv(qa_report), "trends.csv")
         charts = []
@@ -244,7 +245,7 @@ def create_app(settings: Settings):
     def alarms(request, user: str):
         f = filters_of(request)
         state = request.query_params.get("state", "open")
-        found = views.alarms(log, f)
+        found = views.alarms(log, f, cache=reports)
         if state == "open":
             found = [a for a in found if a.open]
         elif state == "acknowledged":

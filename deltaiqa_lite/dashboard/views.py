@@ -140,16 +140,59 @@ def _matches(row: SeriesRow, f: Filters) -> bool:
     return f.body_part is None or (row.body_part or "") == f.body_part
 
 
-def report(log: QALog, f: Filters, rules: ChartRules = ChartRules()) -> QAReport:
+def report(log: QALog, f: Filters, rules: ChartRules = ChartRules(),
+           cache: ReportCache | None = None) -> QAReport:
     """The report's groups for the filters (history before ``since`` still forms the baseline)."""
+    if cache is not None:
+        return cache.get(log, f, rules)
     return build_report(log, since=f.since, until=f.until, rules=rules, station=f.station,
                         protocol=f.protocol, kernel=f.kernel)
 
 
+class ReportCache:
+    """Reports of recent filter choices, kept until the log changes.
+
+    A control chart needs each group's whole history (baseline, EWMA), so a
+    report reads every series summary of its groups. Several people looking at
+    the dashboard between two arrivals of images get the same report from
+    here. The log's state is read in one scan of the series table (a few
+    milliseconds): number of series, the latest scoring time and the sums of
+    slice counts and mean scores; any write of a node changes at least one.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.size = size
+        self._reports: OrderedDict[tuple, QAReport] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def state(log: QALog) -> tuple:
+        return tuple(log.execute(
+            "SELECT count(*), max(last_scored_at), sum(n_slices), sum(n_refused), sum(n_error), "
+            "sum(score_mean), sum(noise_hu_median) FROM series")[0])
+
+    def get(self, log: QALog, f: Filters, rules: ChartRules) -> QAReport:
+        key = (f.since, f.until, f.station, f.protocol, f.kernel, rules, self.state(log))
+        with self._lock:
+            if key in self._reports:
+                self._reports.move_to_end(key)
+                return self._reports[key]
+        made = build_report(log, since=f.since, until=f.until, rules=rules, station=f.station,
+                            protocol=f.protocol, kernel=f.kernel)
+        with self._lock:
+            self._reports[key] = made
+            while len(self._reports) > self.size:
+                self._reports.popitem(last=False)
+        return made
+
+
 def alarms(log: QALog, f: Filters, qa_report: QAReport | None = None, *,
-           with_disagreements: bool = True) -> list[Alarm]:
+           with_disagreements: bool = True, cache: ReportCache | None = None) -> list[Alarm]:
     """Alarms of the window, newest first, each with its latest acknowledgement (if any)."""
-    qa_report = qa_report if qa_report is not None else report(log, f)
+    qa_report = qa_report if qa_report is not None else report(log, f, cache=cache)
     found: list[Alarm] = []
     for group in qa_report.groups:
         for kind, chart in (("score", group.chart), ("noise", group.noise_chart)):
@@ -183,32 +226,53 @@ def alarms(log: QALog, f: Filters, qa_report: QAReport | None = None, *,
     return sorted(out, key=lambda a: (a.time, a.key), reverse=True)
 
 
-def overview(log: QALog, f: Filters) -> tuple[list[StationRow], list[Alarm]]:
+def overview(log: QALog, f: Filters, cache: ReportCache | None = None
+             ) -> tuple[list[StationRow], list[Alarm]]:
     """One row per station over the window, and the window's control-chart alarms."""
-    rows = [r for r in log.series(since=f.since, until=f.until, station=f.station, protocol=f.protocol,
-                                  kernel=f.kernel) if _matches(r, f)]
-    chart_alarms = alarms(log, f, with_disagreements=False)
+    # Only the columns the table needs, from the series summaries of the window (indexed).
+    where, params = _series_where(f)
+    rows = log.execute(
+        "SELECT station_name, study_uid, n_slices, score_mean, noise_hu_median, n_flagged, "
+        f"last_scored_at FROM series{where}", params)
+    chart_alarms = alarms(log, f, with_disagreements=False, cache=cache)
     open_by_station: dict[str | None, int] = {}
     for alarm in chart_alarms:
         if alarm.open:
             open_by_station[alarm.station_name] = open_by_station.get(alarm.station_name, 0) + 1
-    by_station: dict[str | None, list[SeriesRow]] = {}
+    by_station: dict[str | None, list[tuple]] = {}
     for row in rows:
-        by_station.setdefault(row.station_name, []).append(row)
+        by_station.setdefault(row[0], []).append(row)
     table = []
     for station in sorted(set(by_station) | set(open_by_station), key=lambda s: s or ""):
         members = by_station.get(station, [])
-        scored = [r for r in members if r.n_slices and r.score_mean is not None]
-        n_slices = sum(r.n_slices for r in scored)
-        mean = (math.fsum(r.score_mean * r.n_slices for r in scored) / n_slices) if n_slices else None
-        noise = [r.noise_hu_median for r in scored if r.noise_hu_median is not None]
+        scored = [r for r in members if r[2] and r[3] is not None]
+        n_slices = sum(r[2] for r in scored)
+        mean = (math.fsum(r[3] * r[2] for r in scored) / n_slices) if n_slices else None
         table.append(StationRow(
-            station, len({r.study_uid for r in members if r.study_uid}), len(members), n_slices, mean,
-            percentile([r.score_mean for r in scored], 10), percentile(noise, 50),
-            (sum(r.n_flagged for r in scored) / n_slices) if n_slices else None,
-            open_by_station.get(station, 0),
-            max((r.last_scored_at for r in members if r.last_scored_at), default=None)))
+            station, len({r[1] for r in members if r[1]}), len(members), n_slices, mean,
+            percentile([r[3] for r in scored], 10),
+            percentile([r[4] for r in scored if r[4] is not None], 50),
+            (sum(r[5] for r in scored) / n_slices) if n_slices else None,
+            open_by_station.get(station, 0), max((r[6] for r in members if r[6]), default=None)))
     return table, chart_alarms
+
+
+def _series_where(f: Filters) -> tuple[str, list]:
+    """WHERE clause on the series table for the filters (the same as QALog.series, plus body part)."""
+    clauses, params = [], []
+    for column, value in (("station_name", f.station), ("protocol_name", f.protocol),
+                          ("kernel", f.kernel), ("body_part", f.body_part)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    when = "coalesce(acquisition_datetime, first_scored_at)"
+    if f.since:
+        clauses.append(f"{when} >= ?")
+        params.append(f.since)
+    if f.until:
+        clauses.append(f"{when} < ?")
+        params.append(f.until)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def filter_choices(log: QALog) -> dict[str, list[str]]:

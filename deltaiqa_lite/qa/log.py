@@ -821,7 +821,7 @@ class QALog:
             rows = self._conn.execute(
                 f"SELECT {', '.join(_SERIES_COLUMNS)} FROM series{where} "
                 f"ORDER BY {time_expr}, first_scored_at, series_uid", params).fetchall()
-        return [SeriesRow(**dict(zip(_SERIES_COLUMNS, row))) for row in rows]
+        return [SeriesRow(*row) for row in rows]  # columns are selected in field order
 
     def counts(self) -> dict[str, int]:
         """Number of slice rows per status."""
