@@ -287,12 +287,23 @@ def filter_choices(log: QALog) -> dict[str, list[str]]:
 
 def dw_trend(log: QALog, group: GroupReport, f: Filters) -> list[tuple[str, str, float]]:
     """(series UID, time, Dw of the middle slice) of one group's series in the window."""
-    return [(r.series_uid, r.acquisition_datetime or r.first_scored_at or "",
-             r.water_equivalent_diameter_mm_middle)
-            for r in log.series(since=f.since, until=f.until, station=group.station_name,
-                                protocol=group.protocol_name, kernel=group.kernel)
-            if r.water_equivalent_diameter_mm_middle is not None and r.station_name == group.station_name
-            and r.protocol_name == group.protocol_name and r.kernel == group.kernel]
+    # Three columns through the group index, not whole summaries; a missing value is its own
+    # group (IS NULL, as the report groups None with None).
+    where, params = _series_where(Filters(since=f.since, until=f.until))
+    clauses = [where[len(" WHERE "):]] if where else []
+    for column, value in (("station_name", group.station_name), ("protocol_name", group.protocol_name),
+                          ("kernel", group.kernel)):
+        if value is None:
+            clauses.append(f"{column} IS NULL")
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    rows = log.execute(
+        "SELECT series_uid, coalesce(acquisition_datetime, first_scored_at), "
+        "water_equivalent_diameter_mm_middle FROM series WHERE "
+        + " AND ".join(clauses) + " AND water_equivalent_diameter_mm_middle IS NOT NULL "
+        "ORDER BY coalesce(acquisition_datetime, first_scored_at), first_scored_at, series_uid", params)
+    return [(uid, when or "", dw) for uid, when, dw in rows]
 
 
 def series_page(log: QALog, series_uid: str, *, worst: int = 5) -> SeriesPage | None:

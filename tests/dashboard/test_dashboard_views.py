@@ -52,3 +52,19 @@ def test_svg_escapes_titles_and_uids_and_is_well_formed() -> None:
     root = ElementTree.fromstring(text)  # well-formed XML: nothing broke out of an attribute
     assert root.tag.endswith("svg")
     assert "shewhart-low" in text and text.count('class="point flagged"') == len(chart.flagged)
+
+
+def test_dw_trend_of_a_group_with_missing_kernel(log_target: str) -> None:
+    """The group query treats a missing kernel as its own group on both backends."""
+    from deltaiqa_lite.qa.log import QALog, SliceRecord
+
+    with QALog(log_target) as log:
+        for k, kernel in enumerate((None, "B30f", None)):
+            log.record([SliceRecord(source="t", status="ok", series_uid=f"1.{k}", sop_instance_uid=f"1.{k}.1",
+                                    score=2.5, station_name="CT1", protocol_name="P", kernel=kernel,
+                                    acquisition_datetime=f"2026-01-0{k + 1}T08:00",
+                                    water_equivalent_diameter_mm=250.0 + k)])
+        f = views.Filters(since="2025-12-01", until="2026-02-01")
+        groups = {g.kernel: g for g in views.report(log, f).groups}
+        assert [uid for uid, _, _ in views.dw_trend(log, groups[None], f)] == ["1.0", "1.2"]
+        assert views.dw_trend(log, groups["B30f"], f) == [("1.1", "2026-01-02T08:00", 251.0)]
