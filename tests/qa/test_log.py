@@ -293,3 +293,21 @@ def test_alarm_acknowledgements(log_target: str) -> None:
         assert [(a.acknowledged_by, a.comment) for a in acks] == [
             ("physicist", "tube changed on <Monday>"), ("lead", "checked")]
         assert acks[0].acknowledged_at and log.acknowledgements(alarm_key="noise:x") == []
+
+
+def test_postgres_write_waits_at_most_the_busy_timeout(postgres_url: str) -> None:
+    """Another node holding the write lock: the write fails as 'locked' after busy_timeout_s."""
+    import time
+
+    import psycopg
+
+    from deltaiqa_lite.qa.log_postgres import WRITE_LOCK_KEY
+
+    with QALog(postgres_url, busy_timeout_s=1.0) as log, psycopg.connect(postgres_url) as other:
+        other.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")  # in an open transaction
+        started = time.monotonic()
+        with pytest.raises(QALogError, match="locked by another process"):
+            log.record([_ok("1.1", "1.1.1", 2.0)])
+        assert time.monotonic() - started < 10
+        other.rollback()
+        assert log.record([_ok("1.1", "1.1.1", 2.0)]) == 1

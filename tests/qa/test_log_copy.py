@@ -50,3 +50,12 @@ def test_copy_sqlite_into_postgres_merges_and_is_idempotent(tmp_path: Path, post
 def test_copy_missing_source_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert main(["log", "copy", str(tmp_path / "none.sqlite"), str(tmp_path / "b.sqlite")]) == 2
     assert "none.sqlite: no such QA log" in capsys.readouterr().err
+
+
+def test_report_reads_a_postgres_log(postgres_url: str, capsys) -> None:
+    with QALog(postgres_url) as log:
+        log.record([_ok("1.1", "1.1.1", 2.0), _ok("1.1", "1.1.2", 3.0)])
+    assert main(["report", "--log", postgres_url, "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("station_name,protocol_name,kernel,series_uid")
+    assert out[1].startswith("CT1,,,1.1,2024-05-01T07:59:00,2.5000")
