@@ -6,7 +6,9 @@ The data's way through this subpackage:
 ``log`` (SQLite QA log, versioned schema) <- ``ingest`` (score files, record them)
 <- ``watch`` (polled folder) / ``serve`` (DICOM Storage SCP) ; ``log`` ->
 ``report`` (series statistics, control charts, drift flags) -> ``chart`` (PNG)
-and ``html`` (self-contained page).
+and ``html`` (self-contained page). ``log_postgres`` puts the same log into a
+PostgreSQL database that several nodes share; ``log_copy`` moves a node's log
+into it.
 
 Nothing here is imported by ``deltaiqa_lite`` itself, and pynetdicom is only
 imported inside ``serve``, so the scorer keeps its four dependencies.

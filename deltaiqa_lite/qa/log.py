@@ -1,7 +1,10 @@
 """The QA log: one SQLite file, one row per scored (or refused) slice, a per-series summary.
 
 Why SQLite: stdlib, one file a physicist can copy, readable from any tool, and
-WAL mode lets ``report`` read while ``serve`` or ``watch`` writes.
+WAL mode lets ``report`` read while ``serve`` or ``watch`` writes. Sites with
+several nodes give them one PostgreSQL database instead (a ``postgresql://``
+URL): the same schema, migrations and queries run there through the
+sqlite3-shaped connection of :mod:`deltaiqa_lite.qa.log_postgres`.
 
 Schema versioning: ``PRAGMA user_version`` holds the schema version and
 ``PRAGMA application_id`` marks the file as a deltaiqa-lite QA log. The schema
