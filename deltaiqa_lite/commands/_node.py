@@ -89,7 +89,7 @@ def add_sr_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a series is complete after this long without a new image (30)")
     group.add_argument("--sr-outbox", default=None, metavar="DIR",
                        help="SRs waiting for the destination, and per-series state (default: "
-                            "'sr-outbox' beside the QA log)")
+                            "'sr-outbox' beside an SQLite log; required with a PostgreSQL log)")
     group.add_argument("--sr-retry-max", type=positive_float, default=300.0, metavar="SECONDS",
                        help="longest wait between two tries of an unsent SR (300; the first "
                             "retry waits 2 s, doubling)")

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: deleted once scored)")
     parser.add_argument("--spool", default=None, metavar="DIR",
                         help="where received objects wait for scoring (default: 'spool' beside "
-                             "the QA log)")
+                             "an SQLite log; required with a PostgreSQL log)")
     parser.add_argument("--quarantine", default=None, metavar="DIR",
                         help="where acknowledged objects that were refused or could not be "
                              "scored are kept as DIR/<SOP UID>.dcm (default: 'refused' beside "
