@@ -132,3 +132,45 @@ def test_browser_walks_every_page(tmp_path: Path) -> None:
     if os.environ.get("DELTAIQA_DOCS_SCREENSHOTS"):
         for shot in shots.glob("*.png"):
             shutil.copy2(shot, REPO / "docs" / "img" / shot.name)
+
+
+@pytest.mark.slow
+def test_browser_over_a_log_written_by_the_node(tmp_path: Path, tiny_model: Path) -> None:
+    """The dashboard over a log that `deltaiqa-lite watch` wrote from real CT files."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium not installed (Debian package chromium)")
+    from qa_builders import write_ct
+
+    from deltaiqa_lite.cli import main
+
+    inbox = tmp_path / "inbox"
+    series = "1.2.826.0.1.3680043.8.498.81"
+    for i in range(4):
+        write_ct(inbox / f"{i}.dcm", series_uid=series, study_uid=series + ".1", instance=i + 1, seed=i,
+                 station='CT <b>"9"</b>')
+    log_path = tmp_path / "qa.sqlite"
+    assert main(["watch", str(inbox), "--once", "--settle", "0.1", "--log", str(log_path),
+                 "--model", str(tiny_model), "-q"]) == 0
+    server = DashboardProcess(str(log_path), tmp_path)
+    problems: list[str] = []
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}")
+                    if r.status >= 400 else None)
+            page.goto(server.url + "/?since=1990-01-01")  # the builder's acquisition date is old
+            assert page.locator("#overview a.station").all_inner_texts() == ['CT <b>"9"</b>']
+            assert page.locator("#overview tbody td").nth(3).inner_text() == "4"  # slices
+            for path in ("/trends?since=1990-01-01", "/alarms?state=all&since=1990-01-01",
+                         f"/series/{series}"):
+                page.goto(server.url + path)
+            assert page.locator("#series-facts").inner_text().count('CT <b>"9"</b>') == 1
+            assert page.locator(".worst figure").count() == 4
+            browser.close()
+    finally:
+        server.stop()
+    assert problems == []
