@@ -30,6 +30,8 @@ COMMANDS = {
     "serve": "receive DICOM over the network (C-STORE) and score it",
     "report": "summarise a score log into a QA report",
     "bench": "measure latency and throughput",
+    "dashboard": "live web dashboard over the QA log (overview, trends, series, alarms)",
+    "log": "QA log tools: copy a node's SQLite log into PostgreSQL",
 }
 
 

@@ -37,3 +37,33 @@ def shipped_models(tmp_path_factory) -> Path:
             shutil.copy2(folder / name, target / name)
         return target
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL cluster for the session (initdb + pg_ctl on a free port), or skip."""
+    from pg_server import postgres_bin, start_postgres
+
+    pytest.importorskip("psycopg", reason="the postgres extra (psycopg 3) is not installed")
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries not installed (Debian package postgresql)")
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+_database_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the session's PostgreSQL."""
+    return postgres_server.create_database(f"t{next(_database_counter)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_target(request, tmp_path: Path) -> str:
+    """A QA log location on each backend: an SQLite file, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "qa.sqlite")
+    return request.getfixturevalue("postgres_url")

@@ -66,6 +66,9 @@ def test_wheel_contents_and_metadata(wheel):
         names = set(archive.namelist())
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "deltaiqa_lite/cli.py" in names and "deltaiqa_lite/read/dicom.py" in names
+    # The dashboard's templates and assets travel in the wheel (served locally, no CDN).
+    assert {"deltaiqa_lite/dashboard/templates/base.html", "deltaiqa_lite/dashboard/static/dashboard.css",
+            "deltaiqa_lite/dashboard/static/favicon.svg"} <= names
     assert not any(n.startswith(("convert/", "tests/")) for n in names)
     for model in SHIPPED:
         if model.is_file():

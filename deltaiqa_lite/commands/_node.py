@@ -16,13 +16,31 @@ SALT_ENV = "DELTAIQA_PATIENT_ID_SALT"
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """--log, --model, --provider, --batch-size, --threads, --accept, --patient-id-salt-file."""
-    parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
-                        help=f"QA log (SQLite, created if missing; default ./{DEFAULT_LOG})")
+    parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE|URL",
+                        help=f"QA log: an SQLite file (created if missing; default ./{DEFAULT_LOG}) "
+                             "or postgresql://user@host/db shared by several nodes "
+                             "(postgres extra)")
     add_model_arguments(parser)
     add_accept_argument(parser)
     parser.add_argument("--patient-id-salt-file", default=None, metavar="FILE",
                         help="store an HMAC-SHA256 of Patient ID under the secret in FILE "
                              f"(or in ${SALT_ENV}); default: no patient link stored at all")
+
+
+def beside_log(args: argparse.Namespace, given: str | None, name: str, option: str) -> Path:
+    """A node folder: ``given``, else ``name`` beside an SQLite log.
+
+    A PostgreSQL log has no folder, and nodes sharing it must not share their
+    spools or outboxes, so each names its own (raises DeltaIQAError otherwise).
+    """
+    from deltaiqa_lite.qa.log_postgres import is_postgres_url
+
+    if given:
+        return Path(given)
+    if is_postgres_url(args.log):
+        raise DeltaIQAError(f"with a PostgreSQL log, give this node its own {option} DIR "
+                            "(nodes sharing the database must not share it)")
+    return Path(args.log).resolve().parent / name
 
 
 def patient_id_salt(args: argparse.Namespace) -> bytes | None:
@@ -71,7 +89,7 @@ def add_sr_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a series is complete after this long without a new image (30)")
     group.add_argument("--sr-outbox", default=None, metavar="DIR",
                        help="SRs waiting for the destination, and per-series state (default: "
-                            "'sr-outbox' beside the QA log)")
+                            "'sr-outbox' beside an SQLite log; required with a PostgreSQL log)")
     group.add_argument("--sr-retry-max", type=positive_float, default=300.0, metavar="SECONDS",
                        help="longest wait between two tries of an unsent SR (300; the first "
                             "retry waits 2 s, doubling)")
@@ -119,7 +137,7 @@ def make_reporter(args: argparse.Namespace, log, scorer, *,
 
     destination = args.send_sr
     _hd()  # fail at start, with the extra's name, rather than at the first complete series
-    folder = Path(args.sr_outbox) if args.sr_outbox else Path(args.log).resolve().parent / "sr-outbox"
+    folder = beside_log(args, args.sr_outbox, "sr-outbox", "--sr-outbox")
     tls = None
     if args.sr_tls:
         from deltaiqa_lite.qa.tls import TLSSettings

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from deltaiqa_lite.qa.report import ChartRules
 
     rules = ChartRules()
-    parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
-                        help=f"QA log to read (default ./{DEFAULT_LOG})")
+    parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE|URL",
+                        help=f"QA log to read: SQLite file (default ./{DEFAULT_LOG}) or "
+                             "postgresql:// URL")
     parser.add_argument("--since", type=_iso, default=None, metavar="DATE",
                         help="first acquisition date shown (history before it still forms the "
                              "baseline)")
@@ -95,6 +96,7 @@ def _table(report) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.log import QALog
+    from deltaiqa_lite.qa.log_postgres import is_postgres_url
     from deltaiqa_lite.qa.report import (
         ChartRules,
         build_report,
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         report_to_json,
     )
 
-    if not Path(args.log).is_file():
+    if not is_postgres_url(args.log) and not Path(args.log).is_file():
         print(f"deltaiqa-lite report: error: {args.log}: no such QA log", file=sys.stderr)
         return 2
     since = args.since

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: deleted once scored)")
     parser.add_argument("--spool", default=None, metavar="DIR",
                         help="where received objects wait for scoring (default: 'spool' beside "
-                             "the QA log)")
+                             "an SQLite log; required with a PostgreSQL log)")
     parser.add_argument("--quarantine", default=None, metavar="DIR",
                         help="where acknowledged objects that were refused or could not be "
                              "scored are kept as DIR/<SOP UID>.dcm (default: 'refused' beside "
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.qa.log import QALog
     from deltaiqa_lite.commands._node import make_scorer, patient_id_salt
     from deltaiqa_lite.qa.serve import LOOPBACK, QAServer, ServeConfig, peak_rss_mb
-    from deltaiqa_lite.commands._node import make_reporter, tls_settings
+    from deltaiqa_lite.commands._node import beside_log, make_reporter, tls_settings
 
     loopback = args.host in (LOOPBACK, "localhost", "::1")
     if not loopback and not args.allow and not args.allow_any:
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
     listener_tls = tls if tls is not None and tls.cert is not None else None
     salt = patient_id_salt(args)
     scorer = make_scorer(args)
-    log_path = Path(args.log)
-    spool = Path(args.spool) if args.spool else log_path.resolve().parent / "spool"
+    log_path = args.log
+    spool = beside_log(args, args.spool, "spool", "--spool")
     file_mode, dir_mode = (0o640, 0o750) if args.group_access else (0o600, 0o700)
     config = ServeConfig(
         spool_dir=spool, host=args.host, port=args.port, ae_title=args.ae_title,
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         secure = " over TLS" if listener_tls is not None else ""
         print(f"deltaiqa-lite serve: listening on {host}:{port}{secure} as {config.ae_title!r} "
               f"(allowed: {allowed}); model {scorer.model_name} on {scorer.provider}; "
-              f"log {log_path}", file=sys.stderr, flush=True)
+              f"log {log.path}", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
         print(f"deltaiqa-lite serve: stopping; scoring {server.backlog()} received objects",

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                 dir_mode=dir_mode)
         if not args.once:
             print(f"deltaiqa-lite watch: watching {watcher.folder} every {args.poll:g} s; "
-                  f"model {scorer.model_name} on {scorer.provider}; log {args.log}",
+                  f"model {scorer.model_name} on {scorer.provider}; log {log.path}",
                   file=sys.stderr, flush=True)
         stats = watcher.run(stop, poll_s=args.poll if not args.once else min(args.poll, 0.2),
                             once=args.once)

@@ -8,6 +8,8 @@ The data's way through this subpackage:
 ``report`` (series statistics, control charts, drift flags) -> ``chart`` (PNG)
 and ``html`` (self-contained page); ``log`` -> ``exams`` (the per-exam CMS1074
 measure: category, noise, size, DLP from the dose reports ``ingest`` stores).
+``log_postgres`` puts the same log into a PostgreSQL database that several
+nodes share; ``log_copy`` moves a node's log into it.
 
 Nothing here is imported by ``deltaiqa_lite`` itself, and pynetdicom is only
 imported inside ``serve``, so the scorer keeps its four dependencies.

@@ -1,7 +1,10 @@
 """The QA log: one SQLite file, one row per scored (or refused) slice, a per-series summary.
 
 Why SQLite: stdlib, one file a physicist can copy, readable from any tool, and
-WAL mode lets ``report`` read while ``serve`` or ``watch`` writes.
+WAL mode lets ``report`` read while ``serve`` or ``watch`` writes. Sites with
+several nodes give them one PostgreSQL database instead (a ``postgresql://``
+URL): the same schema, migrations and queries run there through the
+sqlite3-shaped connection of :mod:`deltaiqa_lite.qa.log_postgres`.
 
 Schema versioning: ``PRAGMA user_version`` holds the schema version and
 ``PRAGMA application_id`` marks the file as a deltaiqa-lite QA log. The schema
@@ -29,6 +32,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from deltaiqa_lite.errors import DeltaIQAError
+from deltaiqa_lite.qa.log_postgres import is_postgres_url
 from deltaiqa_lite.read.names import display_text
 
 APPLICATION_ID = int.from_bytes(b"DIQA", "big")
@@ -46,12 +50,14 @@ def _write_failure(name: str, exc: BaseException, busy_s: float) -> QALogError:
     lowered = text.lower()
     if "disk is full" in lowered or "disk full" in lowered or getattr(exc, "errno", None) == errno.ENOSPC:
         cause = "the disk is full"
-    elif "locked" in lowered or "busy" in lowered:
+    elif "locked" in lowered or "busy" in lowered or "lock timeout" in lowered:
         cause = f"the log is locked by another process (waited {busy_s:g} s)"
     elif "readonly" in lowered or "read-only" in lowered:
         cause = "the log or its folder is read-only"
+    elif "connect" in lowered or "server closed" in lowered or "terminat" in lowered:
+        cause = "the database server cannot be reached"
     else:
-        cause = "SQLite error"
+        cause = "database error"
     return QALogError(f"{name}: cannot use the QA log: {cause} ({text})")
 
 
@@ -241,6 +247,25 @@ ALTER TABLE slices ADD COLUMN procedure_code TEXT;
 ALTER TABLE slices ADD COLUMN procedure_meaning TEXT
 """
 
+# Dashboard (deltaiqa_lite.dashboard): acknowledged alarms with who, when and why, and the
+# indexes that let its overview and trend pages read the series summaries of one
+# station or group over a time window without scanning (never the slices table).
+_V7_DASHBOARD = """
+CREATE TABLE alarm_acks (
+    id INTEGER PRIMARY KEY,
+    alarm_key TEXT NOT NULL,
+    series_uid TEXT,
+    acknowledged_at TEXT NOT NULL,
+    acknowledged_by TEXT NOT NULL,
+    comment TEXT
+);
+CREATE INDEX alarm_acks_key ON alarm_acks (alarm_key);
+CREATE INDEX series_when ON series (coalesce(acquisition_datetime, first_scored_at));
+CREATE INDEX series_station_when ON series (station_name, coalesce(acquisition_datetime, first_scored_at));
+CREATE INDEX series_group_when ON series (station_name, protocol_name, kernel,
+    coalesce(acquisition_datetime, first_scored_at))
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -263,6 +288,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                  "flags and their series summaries", _V5_PHYSICS),
     Migration(6, "CT Radiation Dose SRs per study (dose_reports, dose_acquisitions); study description and "
                  "procedure code per slice", _V6_DOSE_REPORTS),
+    Migration(7, "dashboard: alarm acknowledgements, series indexes by station, group and time",
+              _V7_DASHBOARD),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -296,6 +323,10 @@ def migrate(conn: sqlite3.Connection, *, target: int = SCHEMA_VERSION, name: str
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if schema_version(conn) >= step.version:  # another process ran it while we waited
+                conn.execute("ROLLBACK")
+                current = step.version
+                continue
             for statement in _split_sql(step.sql):
                 conn.execute(statement)
             if step.data_step is not None:
@@ -462,6 +493,18 @@ class SREvent:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class AlarmAck:
+    """One row of the ``alarm_acks`` table: who acknowledged which alarm, when, and why."""
+
+    alarm_key: str
+    acknowledged_by: str
+    acknowledged_at: str = ""
+    series_uid: str | None = None
+    comment: str | None = None
+
+
+_ACK_COLUMNS = [f.name for f in fields(AlarmAck)]
 _SLICE_COLUMNS = [f.name for f in fields(SliceRecord)]
 _SR_COLUMNS = [f.name for f in fields(SREvent)]
 _DOSE_COLUMNS = [f.name for f in fields(DoseReportRow)]
@@ -519,7 +562,8 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
         (series_uid,)).fetchone()
     agg = conn.execute(
         "SELECT min(acquisition_datetime), min(scored_at), max(scored_at), avg(ctdivol_mgy), "
-        "sum(status = 'refused'), sum(status = 'error') FROM slices WHERE series_uid = ?",
+        "sum(CASE WHEN status = 'refused' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) FROM slices WHERE series_uid = ?",
         (series_uid,)).fetchone()
     values = {
         "series_uid": series_uid, "study_uid": rep[0], "acquisition_datetime": agg[0],
@@ -540,8 +584,9 @@ def _refresh_series(conn: sqlite3.Connection, series_uid: str) -> None:
     if "n_flagged" in _columns(conn, "series"):
         values.update(_physics_summary(conn, series_uid))
     cols = list(values)
-    conn.execute(f"INSERT OR REPLACE INTO series ({', '.join(cols)}) "
-                 f"VALUES ({', '.join('?' for _ in cols)})", [values[c] for c in cols])
+    conn.execute(f"INSERT INTO series ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+                 "ON CONFLICT (series_uid) DO UPDATE SET "
+                 + ", ".join(f"{c} = excluded.{c}" for c in cols[1:]), [values[c] for c in cols])
 
 
 # ---------------------------------------------------------------- the log
@@ -553,7 +598,10 @@ class QALog:
     Parameters
     ----------
     path : str or PathLike
-        The SQLite file; created (with its folder) when missing.
+        The SQLite file; created (with its folder) when missing. Or a
+        ``postgresql://`` URL: the same schema, migrations and guarantees in a
+        PostgreSQL database that several nodes share (``postgres`` extra; see
+        :mod:`deltaiqa_lite.qa.log_postgres`).
 
     Raises
     ------
@@ -566,6 +614,10 @@ class QALog:
         self.path = os.fspath(path)
         self.name = name = os.path.basename(self.path) or self.path
         self.busy_timeout_s = float(busy_timeout_s)
+        self._lock = threading.RLock()
+        if is_postgres_url(self.path):
+            self._open_postgres()
+            return
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, mode=dir_mode, exist_ok=True)
@@ -581,7 +633,6 @@ class QALog:
                                          timeout=self.busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise QALogError(f"{name}: cannot open QA log ({exc})") from exc
-        self._lock = threading.RLock()
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed row survives a power loss. The node deletes its spool
@@ -596,6 +647,30 @@ class QALog:
         except QALogError:
             self._conn.close()
             raise
+
+    def _open_postgres(self) -> None:
+        from deltaiqa_lite.qa.log_postgres import PostgresConnection, redact
+
+        # The password never reaches a message, a report or a page.
+        self.url, self.path = self.path, redact(self.path)
+        self.name = self.path
+        try:
+            self._conn = PostgresConnection(self.url, busy_timeout_s=self.busy_timeout_s)
+        except sqlite3.Error as exc:
+            raise QALogError(f"{self.name}: cannot open QA log ({exc})") from exc
+        try:
+            migrate(self._conn, name=self.name)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise QALogError(f"{self.name}: not a QA log or damaged ({exc})") from exc
+        except QALogError:
+            self._conn.close()
+            raise
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return getattr(self._conn, "dialect", "sqlite")
 
     # -- context management
     def close(self) -> None:
@@ -631,7 +706,6 @@ class QALog:
         if not records:
             return 0
         stamp = utc_now()
-        written = 0
         placeholders = ", ".join("?" for _ in _SLICE_COLUMNS)
         insert = (f"INSERT INTO slices ({', '.join(_SLICE_COLUMNS)}) VALUES ({placeholders}) "
                   "ON CONFLICT (sop_instance_uid, frame) WHERE sop_instance_uid IS NOT NULL "
@@ -641,16 +715,20 @@ class QALog:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                rows = []
                 for rec in records:
-                    # Text from file names may hold undecodable bytes: stored escaped.
-                    row = {k: display_text(v) if isinstance(v, str) else v
-                           for k, v in asdict(rec).items()}
-                    if not row["scored_at"]:
-                        row["scored_at"] = stamp
-                    cursor = self._conn.execute(insert, [row[c] for c in _SLICE_COLUMNS])
-                    written += cursor.rowcount
+                    # getattr, not asdict(): the fields are flat, and asdict's deep copy
+                    # was most of the cost of a write. Text from file names may hold
+                    # undecodable bytes: stored escaped.
+                    row = [display_text(v) if isinstance(v, str) else v
+                           for v in (getattr(rec, c) for c in _SLICE_COLUMNS)]
+                    row[_SLICE_COLUMNS.index("scored_at")] = rec.scored_at or stamp
+                    rows.append(row)
                     if rec.series_uid:
                         touched.add(rec.series_uid)
+                # One call for the batch (psycopg pipelines it: one round trip, not one per row);
+                # rowcount sums the rows really written (ignored duplicates count 0).
+                written = self._conn.executemany(insert, rows).rowcount
                 for uid in sorted(touched):
                     _refresh_series(self._conn, uid)
                 self._conn.execute("COMMIT")
@@ -687,8 +765,12 @@ class QALog:
         with self._lock:
             try:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO inputs (path, size, mtime_ns, status, reason, "
-                    "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO inputs (path, size, mtime_ns, status, reason, "
+                    "sop_instance_uid, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, status = excluded.status, "
+                    "reason = excluded.reason, sop_instance_uid = excluded.sop_instance_uid, "
+                    "recorded_at = excluded.recorded_at",
                     (display_text(path), size, mtime_ns, status,
                      None if reason is None else display_text(reason), sop_instance_uid,
                      utc_now()))
@@ -715,15 +797,17 @@ class QALog:
                         "SELECT 1 FROM dose_reports WHERE sop_instance_uid = ?", (row.sop_instance_uid,)).fetchone():
                     self._conn.execute("ROLLBACK")
                     return False
-                cursor = self._conn.execute(
+                # RETURNING, not lastrowid: the same statement works on PostgreSQL.
+                report_id = self._conn.execute(
                     f"INSERT INTO dose_reports ({', '.join(_DOSE_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _DOSE_COLUMNS)})", [values[c] for c in _DOSE_COLUMNS])
+                    f"VALUES ({', '.join('?' for _ in _DOSE_COLUMNS)}) RETURNING id",
+                    [values[c] for c in _DOSE_COLUMNS]).fetchone()[0]
                 for number, acquisition in enumerate(acquisitions, 1):
                     item = {**acquisition, "number": number}
                     self._conn.execute(
                         f"INSERT INTO dose_acquisitions (report_id, {', '.join(_ACQUISITION_COLUMNS)}) "
                         f"VALUES (?, {', '.join('?' for _ in _ACQUISITION_COLUMNS)})",
-                        [cursor.lastrowid] + [item.get(c) for c in _ACQUISITION_COLUMNS])
+                        [report_id] + [item.get(c) for c in _ACQUISITION_COLUMNS])
                 self._conn.execute("COMMIT")
                 return True
             except sqlite3.OperationalError as exc:
@@ -743,6 +827,23 @@ class QALog:
                 "JOIN dose_reports r ON r.id = a.report_id WHERE r.sop_instance_uid = ? ORDER BY a.number",
                 (sop_instance_uid,)).fetchall()
         return [dict(zip(_ACQUISITION_COLUMNS, row)) for row in rows]
+
+    def acknowledge(self, ack: AlarmAck) -> None:
+        """Store an alarm acknowledgement (its ``acknowledged_at`` defaults to now)."""
+        row = asdict(ack)
+        row["acknowledged_at"] = row["acknowledged_at"] or utc_now()
+        with self._lock:
+            try:
+                self._conn.execute(
+                    f"INSERT INTO alarm_acks ({', '.join(_ACK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _ACK_COLUMNS)})", [row[c] for c in _ACK_COLUMNS])
+            except sqlite3.OperationalError as exc:
+                raise _write_failure(self.name, exc, self.busy_timeout_s) from exc
+
+    # -- reading
+    def acknowledgements(self, *, alarm_key: str | None = None) -> list[AlarmAck]:
+        """Alarm acknowledgements, optionally of one alarm, oldest first."""
+        return self._select("alarm_acks", _ACK_COLUMNS, AlarmAck, alarm_key=alarm_key)
 
     def sr_events(self, *, series_uid: str | None = None, event: str | None = None
                   ) -> list[SREvent]:
@@ -800,13 +901,21 @@ class QALog:
         """Slice rows, optionally of one series and/or one status, in insertion order."""
         return self._select("slices", _SLICE_COLUMNS, SliceRecord, series_uid=series_uid, status=status)
 
-    def series(self, *, since: str | None = None, until: str | None = None) -> list[SeriesRow]:
+    def series(self, *, since: str | None = None, until: str | None = None,
+               station: str | None = None, protocol: str | None = None,
+               kernel: str | None = None) -> list[SeriesRow]:
         """Series summaries ordered by acquisition time (then first scoring time).
 
         ``since``/``until`` are ISO dates or datetimes compared with the
-        acquisition time (``until`` is exclusive).
+        acquisition time (``until`` is exclusive); ``station``, ``protocol`` and
+        ``kernel`` keep only series with exactly that value (indexed).
         """
         clauses, params = [], []
+        for column, value in (("station_name", station), ("protocol_name", protocol),
+                              ("kernel", kernel)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
         time_expr = "coalesce(acquisition_datetime, first_scored_at)"
         if since:
             clauses.append(f"{time_expr} >= ?")
@@ -819,7 +928,7 @@ class QALog:
             rows = self._conn.execute(
                 f"SELECT {', '.join(_SERIES_COLUMNS)} FROM series{where} "
                 f"ORDER BY {time_expr}, first_scored_at, series_uid", params).fetchall()
-        return [SeriesRow(**dict(zip(_SERIES_COLUMNS, row))) for row in rows]
+        return [SeriesRow(*row) for row in rows]  # columns are selected in field order
 
     def counts(self) -> dict[str, int]:
         """Number of slice rows per status."""

@@ -336,7 +336,8 @@ def build_report(log: QALog, *, since: str | None = None, until: str | None = No
     -------
     QAReport
     """
-    rows = [r for r in log.series(until=until) if r.n_slices > 0 and r.score_mean is not None]
+    every = log.series(until=until, station=station, protocol=protocol, kernel=kernel)
+    rows = [r for r in every if r.n_slices > 0 and r.score_mean is not None]
     groups: dict[tuple, list[SeriesRow]] = {}
     for row in rows:
         key = tuple(getattr(row, f) for f in GROUP_FIELDS)
@@ -381,8 +382,8 @@ def build_report(log: QALog, *, since: str | None = None, until: str | None = No
     # What a site routes to the node but is not scored (selection policy), per series.
     refused = [RefusedSeries(r.series_uid, _series_time(r), r.station_name, r.protocol_name,
                              r.series_description, r.n_slices, r.refused_counts)
-               for r in log.series(since=since, until=until)
-               if r.refused_counts and all(w is None or w == v for w, v in zip(wanted, (r.station_name, r.protocol_name,
+               for r in every if _in_window(_series_time(r), since, until)
+               and r.refused_counts and all(w is None or w == v for w, v in zip(wanted, (r.station_name, r.protocol_name,
                                                                     r.kernel)))]
     return QAReport(utc_now(), log.path, since, until, rules, reports, refused)
 

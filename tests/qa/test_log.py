@@ -30,8 +30,8 @@ def test_new_log_is_latest_schema_in_wal(tmp_path: Path) -> None:
         assert log.execute("PRAGMA application_id")[0][0] == APPLICATION_ID
 
 
-def test_record_and_series_summary(tmp_path: Path) -> None:
-    with QALog(tmp_path / "qa.sqlite") as log:
+def test_record_and_series_summary(log_target: str) -> None:
+    with QALog(log_target) as log:
         n = log.record([_ok("1.1", "1.1.1", 2.0), _ok("1.1", "1.1.2", 3.0),
                         _ok("1.1", "1.1.3", 4.0),
                         SliceRecord(source="test", status="refused", series_uid="1.1",
@@ -45,8 +45,8 @@ def test_record_and_series_summary(tmp_path: Path) -> None:
         assert log.counts() == {"ok": 3, "refused": 1}
 
 
-def test_duplicates_ignored_errors_replaced(tmp_path: Path) -> None:
-    with QALog(tmp_path / "qa.sqlite") as log:
+def test_duplicates_ignored_errors_replaced(log_target: str) -> None:
+    with QALog(log_target) as log:
         log.record([_ok("1.1", "1.1.1", 2.0)])
         assert log.record([_ok("1.1", "1.1.1", 4.0)]) == 0  # already scored: kept as is
         assert log.has_sop("1.1.1")
@@ -59,14 +59,14 @@ def test_duplicates_ignored_errors_replaced(tmp_path: Path) -> None:
         assert log.series()[0].n_error == 0
 
 
-def test_unique_per_frame(tmp_path: Path) -> None:
-    with QALog(tmp_path / "qa.sqlite") as log:
+def test_unique_per_frame(log_target: str) -> None:
+    with QALog(log_target) as log:
         log.record([_ok("1.1", "1.1.1", 1.0, frame=0), _ok("1.1", "1.1.1", 2.0, frame=1)])
         assert len(log.slices()) == 2
 
 
-def test_transaction_rolls_back_whole_batch(tmp_path: Path) -> None:
-    with QALog(tmp_path / "qa.sqlite") as log:
+def test_transaction_rolls_back_whole_batch(log_target: str) -> None:
+    with QALog(log_target) as log:
         bad = SliceRecord(source="t", status="maybe", sop_instance_uid="1.2")  # CHECK fails
         with pytest.raises(sqlite3.IntegrityError):
             log.record([_ok("1.1", "1.1.1", 2.0), bad])
@@ -136,16 +136,16 @@ def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_inputs_tracking(tmp_path: Path) -> None:
-    with QALog(tmp_path / "qa.sqlite") as log:
+def test_inputs_tracking(log_target: str) -> None:
+    with QALog(log_target) as log:
         log.record_input("sub/a.dcm", 100, 5, "error", "not a DICOM file")
         assert log.input_seen("sub/a.dcm", 100, 5)
         assert not log.input_seen("sub/a.dcm", 101, 5)  # rewritten file is looked at again
         assert log.execute("SELECT status, reason FROM inputs") == [("error", "not a DICOM file")]
 
 
-def test_concurrent_writers(tmp_path: Path) -> None:
-    with QALog(tmp_path / "qa.sqlite") as log:
+def test_concurrent_writers(log_target: str) -> None:
+    with QALog(log_target) as log:
         def write(k: int) -> None:
             for i in range(25):
                 log.record([_ok(f"1.{k}", f"1.{k}.{i}", 2.0)])
@@ -201,3 +201,113 @@ def test_migration_from_v1_reaches_physics_schema(tmp_path: Path) -> None:
     with QALog(path) as log:
         (row,) = log.series()
         assert row.score_mean == 3.5 and row.n_flagged == 0 and row.water_equivalent_diameter_mm_middle is None
+
+
+def test_postgres_log_same_schema_as_sqlite(tmp_path: Path, postgres_url: str) -> None:
+    """Every migration step builds the same tables and columns on both backends."""
+    with QALog(tmp_path / "qa.sqlite") as lite, QALog(postgres_url) as pg:
+        assert lite.schema_version == pg.schema_version == SCHEMA_VERSION
+        assert pg.backend == "postgresql" and lite.backend == "sqlite"
+        tables = [r[0] for r in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for table in tables:
+            lite_cols = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
+            pg_cols = [r[0] for r in pg.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "ORDER BY ordinal_position", [table])]
+            assert pg_cols == lite_cols, table
+        # Floats are 8 bytes (PostgreSQL's REAL would be 4) and text sorts by bytes, as in SQLite.
+        assert pg.execute("SELECT data_type FROM information_schema.columns "
+                          "WHERE table_name = 'slices' AND column_name = 'score'") == [("double precision",)]
+        assert pg.execute("SELECT data_type FROM information_schema.columns "
+                          "WHERE table_name = 'inputs' AND column_name = 'mtime_ns'") == [("bigint",)]
+
+
+def test_postgres_foreign_and_newer_databases_refused(postgres_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE patients (name TEXT)")
+    with pytest.raises(QALogError, match="not a deltaiqa-lite QA log"):
+        QALog(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE patients")
+    with QALog(postgres_url):
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE deltaiqa_meta SET value = 99 WHERE key = 'user_version'")
+    with pytest.raises(QALogError, match="schema version 99 is newer"):
+        QALog(postgres_url)
+
+
+def test_postgres_password_never_shown(postgres_server) -> None:
+    url = postgres_server.url("nosuchdb").replace("diqa@", "diqa:s3cret@")
+    with pytest.raises(QALogError) as caught:
+        QALog(url)
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_postgres_server_gone_is_a_write_failure(postgres_server) -> None:
+    """A lost server raises QALogError (serve answers the peer with a failure), then recovers."""
+    import psycopg
+
+    url = postgres_server.create_database("gone")
+    with QALog(url, busy_timeout_s=2) as log:
+        log.record([_ok("1.1", "1.1.1", 2.0)])
+        with psycopg.connect(postgres_server.admin_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = 'gone'")
+        with pytest.raises(QALogError, match="cannot use the QA log"):
+            log.record([_ok("1.1", "1.1.2", 3.0)])
+        log.record([_ok("1.1", "1.1.2", 3.0)])  # reconnected at the next statement
+        assert log.counts() == {"ok": 2}
+
+
+def test_migrations_race_runs_each_step_once(log_target: str) -> None:
+    """Nodes opening a new log at the same moment: one migrates, the others wait and reuse it."""
+    errors: list[BaseException] = []
+
+    def open_log() -> None:
+        try:
+            with QALog(log_target) as log:
+                assert log.schema_version == SCHEMA_VERSION
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_log) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_alarm_acknowledgements(log_target: str) -> None:
+    from deltaiqa_lite.qa.log import AlarmAck
+
+    with QALog(log_target) as log:
+        log.acknowledge(AlarmAck("score:1.2.3", "physicist", series_uid="1.2.3",
+                                 comment="tube changed on <Monday>"))
+        log.acknowledge(AlarmAck("score:1.2.3", "lead", comment="checked"))
+        acks = log.acknowledgements(alarm_key="score:1.2.3")
+        assert [(a.acknowledged_by, a.comment) for a in acks] == [
+            ("physicist", "tube changed on <Monday>"), ("lead", "checked")]
+        assert acks[0].acknowledged_at and log.acknowledgements(alarm_key="noise:x") == []
+
+
+def test_postgres_write_waits_at_most_the_busy_timeout(postgres_url: str) -> None:
+    """Another node holding the write lock: the write fails as 'locked' after busy_timeout_s."""
+    import time
+
+    import psycopg
+
+    from deltaiqa_lite.qa.log_postgres import WRITE_LOCK_KEY
+
+    with QALog(postgres_url, busy_timeout_s=1.0) as log, psycopg.connect(postgres_url) as other:
+        other.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")  # in an open transaction
+        started = time.monotonic()
+        with pytest.raises(QALogError, match="locked by another process"):
+            log.record([_ok("1.1", "1.1.1", 2.0)])
+        assert time.monotonic() - started < 10
+        other.rollback()
+        assert log.record([_ok("1.1", "1.1.1", 2.0)]) == 1

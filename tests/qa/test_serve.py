@@ -32,8 +32,12 @@ needs_dcmtk = pytest.mark.skipif(STORESCU is None or ECHOSCU is None,
 class ServeProcess:
     """`python -m deltaiqa_lite serve` in a subprocess on an ephemeral loopback port."""
 
-    def __init__(self, tmp: Path, model: Path, *extra: str) -> None:
-        self.log = tmp / "qa.sqlite"
+    def __init__(self, tmp: Path, model: Path, *extra: str, log: str | None = None) -> None:
+        # An SQLite file beside the spool, or a PostgreSQL URL (the node then names its spool).
+        self.log = Path(log) if log and not log.startswith("postgresql://") else tmp / "qa.sqlite"
+        if log and log.startswith("postgresql://"):
+            self.log = log
+            extra = (*extra, "--spool", str(tmp / "spool"))
         self.stderr_path = tmp / "serve.err"
         self._stderr = self.stderr_path.open("w")
         env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -58,7 +62,7 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         counts: dict[str, int] = {}
         while time.monotonic() < deadline:
-            if self.log.exists():
+            if isinstance(self.log, str) or self.log.exists():
                 with QALog(self.log) as log:
                     counts = log.counts()
                 if sum(counts.values()) >= n:
@@ -83,12 +87,12 @@ def scu() -> AE:
 
 
 @needs_dcmtk
-def test_dcmtk_storescu_echoscu(tmp_path: Path, tiny_model: Path) -> None:
+def test_dcmtk_storescu_echoscu(tmp_path: Path, tiny_model: Path, log_target: str) -> None:
     files = [tmp_path / "in" / f"ct{i}.dcm" for i in range(4)]
     sops = [write_ct(f, series_uid="1.2.826.0.1.3680043.8.498.77", instance=i + 1,
                      seed=i).SOPInstanceUID for i, f in enumerate(files)]
     server = ServeProcess(tmp_path, tiny_model, "--allow", "SCANNER", "--store",
-                          str(tmp_path / "store"))
+                          str(tmp_path / "store"), log=log_target)
     try:
         assert server.host == "127.0.0.1"
         echo = subprocess.run(check=False, args=[ECHOSCU, "-aet", "SCANNER", "-aec", "DELTAIQA", server.host,

@@ -81,7 +81,7 @@ def test_file_arriving_in_pieces_scored_once_complete(tmp_path: Path, scorer: Sc
         assert row.model == scorer.model_name and row.provider == scorer.provider
 
 
-def test_every_input_logged_and_failures_not_retried(tmp_path: Path, scorer: Scorer) -> None:
+def test_every_input_logged_and_failures_not_retried(tmp_path: Path, scorer: Scorer, log_target: str) -> None:
     inbox = tmp_path / "inbox"
     _series(inbox, 3, seed=1)
     write_ct(inbox / "mr.dcm", modality="MR", sop_class=MR_IMAGE_STORAGE)
@@ -92,7 +92,7 @@ def test_every_input_logged_and_failures_not_retried(tmp_path: Path, scorer: Sco
     (inbox / ".hidden.dcm").write_bytes(b"x")
     (inbox / "upload.dcm.part").write_bytes(b"x")
     clock = Clock()
-    with QALog(tmp_path / "qa.sqlite") as log:
+    with QALog(log_target) as log:
         watcher = _watcher(inbox, log, scorer, clock)
         outcomes = _settle(watcher, clock)
         by_name = {Path(o.path).name: o for o in outcomes}
@@ -118,15 +118,15 @@ def test_every_input_logged_and_failures_not_retried(tmp_path: Path, scorer: Sco
         assert series.n_slices == 3
 
 
-def test_restart_scores_nothing_twice(tmp_path: Path, scorer: Scorer) -> None:
+def test_restart_scores_nothing_twice(tmp_path: Path, scorer: Scorer, log_target: str) -> None:
     inbox = tmp_path / "inbox"
     datasets = _series(inbox, 4, seed=2)
     (inbox / "junk.bin").write_bytes(b"\x00" * 300)
     clock = Clock()
-    with QALog(tmp_path / "qa.sqlite") as log:
+    with QALog(log_target) as log:
         assert len(_settle(_watcher(inbox, log, scorer, clock), clock)) == 5
     # A new process (new watcher, same log): nothing is scored again.
-    with QALog(tmp_path / "qa.sqlite") as log:
+    with QALog(log_target) as log:
         again = _watcher(inbox, log, scorer, clock)
         assert _settle(again, clock) == []
         # The same object under a new name (a resend) is recognised by its SOP Instance UID.
@@ -150,18 +150,18 @@ class CrashingScorer:
         return self.scorer.score_paths(paths)
 
 
-def test_crash_mid_batch_loses_nothing(tmp_path: Path, scorer: Scorer) -> None:
+def test_crash_mid_batch_loses_nothing(tmp_path: Path, scorer: Scorer, log_target: str) -> None:
     inbox, archive = tmp_path / "inbox", tmp_path / "archive"
     sops = [d.SOPInstanceUID for seed in (3, 4, 5) for d in _series(inbox, 3, seed=seed)]
     clock = Clock()
-    with QALog(tmp_path / "qa.sqlite") as log:
+    with QALog(log_target) as log:
         crashing = FolderWatcher(inbox, Ingestor(CrashingScorer(scorer, 2), log, source="watch"),
                                  archive=archive, settle_s=2.0, clock=clock, error_settle_s=2.0)
         with pytest.raises(KeyboardInterrupt):
             _settle(crashing, clock)
         assert log.counts() == {"ok": 3}  # the first series made it, the second died whole
         assert len(list(archive.rglob("*.dcm"))) == 3
-    with QALog(tmp_path / "qa.sqlite") as log:
+    with QALog(log_target) as log:
         watcher = _watcher(inbox, log, scorer, clock, archive=archive)
         outcomes = _settle(watcher, clock)
         assert sorted(o.status for o in outcomes) == ["scored"] * 6
