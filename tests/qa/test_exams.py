@@ -16,7 +16,7 @@ from convert.checks.rdsr import Acquisition, ct_dose_report
 from deltaiqa_lite.cli import main
 from deltaiqa_lite.physics.exam import load_category_rules
 from deltaiqa_lite.qa import exams as measure
-from deltaiqa_lite.qa.log import DoseReportRow, QALog, SliceRecord, migrate
+from deltaiqa_lite.qa.log import SCHEMA_VERSION, DoseReportRow, QALog, SliceRecord, migrate
 
 STUDY_A = "2.25.1001"    # abdomen, with a dose report
 STUDY_B = "2.25.1002"    # chest, DLP estimated from the slices
@@ -129,7 +129,7 @@ def test_version_5_log_upgrades_in_place(tmp_path: Path):
                  "VALUES ('2024-01-01T00:00:00', 'watch', 'ok', '2.25.5', '2.25.5.1', '2.25.5.1.1', 11.0)")
     conn.close()
     with QALog(path) as log:
-        assert log.schema_version == 6
+        assert log.schema_version == SCHEMA_VERSION
         (row,) = log.slices()
         assert row.noise_hu == 11.0 and row.study_description is None
         assert log.dose_reports() == []
