@@ -211,3 +211,20 @@ def test_ingest_partial_report_non_dose_sr_and_resend(tmp_path: Path):
         assert "sum of the acquisitions" in row.problems and row.file_name == "partial.dcm"
         (refused,) = log.slices(status="refused")
         assert refused.sop_instance_uid == "2.25.83" and refused.refused_kind == "not CT"
+
+
+def test_dose_reports_and_exams_on_both_backends(log_target: str):
+    """The dose-report tables, their writer and the per-exam rows work on SQLite and on PostgreSQL."""
+    with QALog(log_target) as log:
+        log.record([SliceRecord(source="watch", status="ok", study_uid="2.25.77", series_uid="2.25.77.1",
+                                sop_instance_uid="2.25.77.1.1", noise_hu=21.0, score=3.0)])
+        assert log.record_dose_report(DoseReportRow(source="serve", study_uid="2.25.77", sop_instance_uid="2.25.78",
+                                                    total_dlp_mgy_cm=345.5, n_acquisitions=2),
+                                      [{"protocol": "Chest", "ctdivol_mgy": 8.0, "dlp_mgy_cm": 200.0},
+                                       {"protocol": "Chest", "ctdivol_mgy": 6.0, "dlp_mgy_cm": 145.5}])
+        assert not log.record_dose_report(DoseReportRow(source="serve", study_uid="2.25.77",
+                                                        sop_instance_uid="2.25.78"))
+        assert [r.total_dlp_mgy_cm for r in log.dose_reports(study_uid="2.25.77")] == [345.5]
+        assert [a["dlp_mgy_cm"] for a in log.dose_acquisitions("2.25.78")] == [200.0, 145.5]
+        (exam,) = measure.exam_rows(log, load_category_rules())
+    assert exam.dlp_mgy_cm == 345.5 and exam.noise_hu == 21.0
