@@ -21,6 +21,19 @@ def _log(message: str) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.version == 3:
+        from convert.sim.simulate_v3 import SAMPLES_PER_PHANTOM, SimulationError, simulate_dataset
+
+        try:
+            simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers,
+                             variants=args.variants or SAMPLES_PER_PHANTOM, priors=args.priors, log=_log)
+        except SimulationError as exc:
+            _log(f"simulate: error: {exc}")
+            return 1
+        return 0
+    if args.priors:
+        _log("simulate: --priors applies to --version 3")
+        return 2
     if args.version == 2:
         from convert.sim.simulate_v2 import simulate_dataset
     else:
@@ -58,9 +71,12 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def _cmd_all(args: argparse.Namespace) -> int:
     from convert.pipeline import run_all
 
+    options = {key: getattr(args, key) for key in ("steps", "patience", "eval_every", "max_eval",
+                                                    "quantize_method") if getattr(args, key) is not None}
     return run_all(args.out, work=args.work, count=args.count, seed=args.seed,
                    preset=args.preset, time_budget_s=args.time_budget, sim_version=args.sim_version,
-                   finetune_from=args.finetune_from, log=_log)
+                   finetune_from=args.finetune_from, finetune_options=options, workers=args.workers,
+                   log=_log)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -101,8 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1,
                    help="processes (default 1: the back-projector already uses every core)")
-    p.add_argument("--version", type=int, choices=(1, 2), default=2,
-                   help="simulator: 2 textured multi-region phantoms (default), 1 ellipse abdomens")
+    p.add_argument("--version", type=int, choices=(1, 2, 3), default=2,
+                   help="simulator: 3 textured phantoms with the label drawn independently of anatomy "
+                        "(noise added to cached reconstructions), 2 textured multi-region phantoms "
+                        "(default), 1 ellipse abdomens")
+    p.add_argument("--variants", type=int, default=None,
+                   help="slices per phantom (default: 4 for v1/v2, 140 for v3)")
+    p.add_argument("--priors", action="store_true",
+                   help="v3 only: realistic protocol priors (quiet heads) instead of uniform labels; "
+                        "for studies, refused for training")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train Delta-IQA on an LDCTIQAC-format folder")
@@ -151,11 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=("reference", "original"), default="reference")
     p.add_argument("--time-budget", type=float, default=None)
-    p.add_argument("--sim-version", type=int, choices=(1, 2), default=2,
+    p.add_argument("--sim-version", type=int, choices=(1, 2, 3), default=2,
                    help="simulator of the training data: 2 (default: textured, multi-region; the shipped "
                         "models) or 1 (ellipse abdomens; the models shipped before issue 14)")
     p.add_argument("--finetune-from", default=None, metavar="W",
                    help="fine-tune these weights on the simulated data instead of training from scratch")
+    p.add_argument("--workers", type=int, default=None, help="simulation processes (default: one per core)")
+    p.add_argument("--steps", type=int, default=None, help="with --finetune-from: crop-phase steps")
+    p.add_argument("--patience", type=int, default=None, help="with --finetune-from: early-stopping patience")
+    p.add_argument("--eval-every", type=int, default=None, help="with --finetune-from: steps between validations")
+    p.add_argument("--max-eval", type=int, default=None,
+                   help="with --finetune-from: score at most this many validation / test slices "
+                        "(fixed random subsets; fine-tuning and the INT8 gates)")
+    p.add_argument("--quantize-method", default=None,
+                   help="with --finetune-from: INT8 calibration (default auto)")
     p.set_defaults(func=_cmd_all)
 
     p = sub.add_parser("finetune", help="fine-tune weights on a site's labelled slices, export FP32 + INT8")

@@ -18,13 +18,21 @@ WEIGHTS_NAME = "deltaiqa.weights.h5"
 
 def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 1200, seed: int = 0,
             preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 2,
-            finetune_from: str | Path | None = None, log=print) -> int:
-    """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card."""
+            finetune_from: str | Path | None = None, finetune_options: dict | None = None,
+            workers: int | None = None, log=print) -> int:
+    """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card.
+
+    ``finetune_options`` go to :func:`finetune_command` (steps, patience, eval_every,
+    max_eval, quantize_method ...). A v3 data set must pass the label balance gate
+    (:func:`convert.sim.simulate_v3.require_balanced`) before any training.
+    """
     from convert.quant.export import export_command
     from convert.quant.quantize import quantize_command
     from convert.train.train import train
 
-    if sim_version == 2:
+    if sim_version == 3:
+        from convert.sim.simulate_v3 import simulate_dataset
+    elif sim_version == 2:
         from convert.sim.simulate_v2 import simulate_dataset
     else:
         from convert.sim.simulate import simulate_dataset
@@ -33,10 +41,13 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     if (data / "simulation.json").exists():
         log(f"all: reusing simulated data in {data}")
     else:
-        simulate_dataset(data, count, seed=seed, log=log)
+        simulate_dataset(data, count, seed=seed, workers=workers, log=log)
+    if sim_version == 3:
+        from convert.sim.simulate_v3 import require_balanced
+        require_balanced(data)
     if finetune_from is not None:
         return finetune_command(finetune_from, data, out, seed=seed, time_budget_s=time_budget_s,
-                                work=work / "finetune", log=log)
+                                work=work / "finetune", log=log, **(finetune_options or {}))
     if (run / "metrics.json").exists():
         log(f"all: reusing trained weights in {run}")
     else:
@@ -109,7 +120,7 @@ def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str
                      steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
                      resume: bool = False, quantize: bool = True, work: str | Path | None = None,
                      eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
-                     real_anatomy: bool = True,
+                     real_anatomy: bool = True, max_eval: int | None = None,
                      quantize_method: str = "auto", log=print) -> int:
     """``python -m convert finetune``: fine-tune, export FP32 + INT8 with their gates, write the card.
 
@@ -140,7 +151,7 @@ def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str
     output.mkdir(parents=True, exist_ok=True)
     report = finetune(weights, data, work, site=site, seed=seed, steps=steps,
                       time_budget_s=time_budget_s, patience=patience, resume=resume,
-                      eval_every=eval_every, batch=batch, crop=crop, log=log)
+                      eval_every=eval_every, batch=batch, crop=crop, max_eval=max_eval, log=log)
     shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
     shutil.copyfile(work / "metrics.json", output / "metrics.json")
     folder = site.folder if site.source == "ldctiqac-folder" else None
@@ -151,7 +162,7 @@ def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str
     if quantize:
         if folder is not None:
             status = quantize_command(output / FP32_NAME, folder, output / INT8_NAME,
-                                      method=quantize_method, log=log)
+                                      method=quantize_method, max_eval=max_eval, log=log)
         else:
             status = _quantize_site(output / FP32_NAME, site, seed, output / INT8_NAME,
                                     method=quantize_method, log=log)
