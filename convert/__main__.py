@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(noise added to cached reconstructions), 2 textured multi-region phantoms "
                         "(default), 1 ellipse abdomens")
     p.add_argument("--variants", type=int, default=None,
-                   help="slices per phantom (default: 4 for v1/v2, 140 for v3)")
+                   help="slices per phantom (default: 4 for v1/v2, 252 for v3)")
     p.add_argument("--priors", action="store_true",
                    help="v3 only: realistic protocol priors (quiet heads) instead of uniform labels; "
                         "for studies, refused for training")

@@ -79,7 +79,7 @@ SIZE_SCALE = {"head": (0.9, 1.1), "neck": (0.9, 1.3), "chest": (0.9, 1.55),
               "abdomen": (0.85, 1.3), "pelvis": (0.85, 1.3)}
 MAX_DW_MM = 450.0
 FOV_MAX_MM = 500.0
-SAMPLES_PER_PHANTOM = 140
+SAMPLES_PER_PHANTOM = 252
 NOISE_MAP_SIGMA_MM = 12.0
 MIN_CLASS_SHARE = 0.10
 MAX_DW_SPEARMAN = 0.15
