@@ -7,6 +7,7 @@
     python -m convert all --out models/ [--sim-version 2] [--finetune-from W]
     python -m convert finetune --weights W --data DIR --output OUT
     python -m convert finetune --weights W --labels FILE --data DIR [DIR ...] --output OUT
+    python -m convert adapt --data PATH [PATH ...] --output DIR [--models models/]
     python -m convert real-anatomy --models models/
 """
 
@@ -95,6 +96,24 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     except (DataError, WeightsError, DeltaIQAError) as exc:
         # Bad site data, labels or weights: one line, exit 2 (as a usage error), no traceback.
         _log(f"finetune: error: {exc}")
+        return 2
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from convert.adapt import adapt_command
+    from convert.sim.data import DataError
+    from convert.train.model import WeightsError
+    from deltaiqa_lite.errors import DeltaIQAError
+
+    try:
+        return adapt_command(args.data, args.output, models=args.models, seed=args.seed,
+                             samples_per_slice=args.samples_per_slice, steps=args.steps,
+                             time_budget_s=args.time_budget, patience=args.patience,
+                             eval_every=args.eval_every, batch=args.batch, crop=args.crop,
+                             max_eval=args.max_eval, real_anatomy=not args.no_real_anatomy,
+                             quantize_method=args.quantize_method, log=_log)
+    except (DataError, WeightsError, DeltaIQAError) as exc:
+        _log(f"adapt: error: {exc}")
         return 2
 
 
@@ -217,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "percentile99.99-asymmetric (see quantize --method)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/work/last.weights.h5")
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("adapt", help="adapt the shipped weights to a site's unlabelled CT (no reader scores)")
+    p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                   help="the site's CT: DICOM files or folders (walked recursively), e.g. the QA node's store")
+    p.add_argument("--output", required=True, help="folder for the adapted weights, ONNX models and card "
+                                                   "(never the starting models' folder)")
+    p.add_argument("--models", default="models", help="folder of the starting weights and ONNX models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples-per-slice", type=int, default=24,
+                   help="noisy copies per slice, labels spread over 0..4 (default 24)")
+    p.add_argument("--steps", type=int, default=None, help="crop-phase steps (default 600)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop at the first evaluation past this many seconds")
+    p.add_argument("--patience", type=int, default=6, help="evaluations without a better validation sum")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 40)")
+    p.add_argument("--batch", type=int, default=None, help="crop batch size (default 16)")
+    p.add_argument("--crop", type=int, default=None, help="crop size in pixels (default 256)")
+    p.add_argument("--max-eval", type=int, default=None,
+                   help="score at most this many validation / held-out copies during fine-tuning")
+    p.add_argument("--quantize-method", default="minmax-asymmetric", help="INT8 calibration (see quantize --method)")
+    p.add_argument("--no-real-anatomy", action="store_true", help="skip the real-anatomy check of the result")
+    p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser("real-anatomy", help="score real CT slices with inserted noise against the label rule")
     p.add_argument("--models", default="models", help="folder with deltaiqa-fp32.onnx / deltaiqa-int8.onnx")

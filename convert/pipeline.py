@@ -114,6 +114,38 @@ def _quantize_site(fp32: Path, site, seed: int, output: Path, *, method: str,
     return 0
 
 
+def write_adapted(work: Path, output: Path, site, seed: int, adaptation: dict, *, quantize: bool = True,
+                  quantize_method: str = "minmax-asymmetric", real_anatomy: bool = True, log=print) -> int:
+    """FP32 and INT8 of adapted weights (``work``) into ``output``, through the gates of every build.
+
+    The same steps as :func:`finetune_command` after training: Keras/ONNX parity,
+    the INT8 gates on the site's own split (:func:`_quantize_site`), the real-anatomy
+    check, the card, with ``adaptation`` (what the weights adapted to) in the card.
+    Returns 0, or 1 when the INT8 gate rejected the INT8 model.
+    """
+    import tempfile
+
+    from convert.quant.export import export_command
+
+    shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
+    shutil.copyfile(work / "metrics.json", output / "metrics.json")
+    card = {key: adaptation[key] for key in ("method", "files", "usable_slices", "refused", "copies",
+                                             "samples_per_slice", "texture", "group_by", "regions")}
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = Path(tmp) / "adaptation.json"
+        extra.write_text(json.dumps({"adaptation": card}))
+        export_command(output / WEIGHTS_NAME, output / FP32_NAME, verify_data=None, verify_count=8,
+                       card_extra=str(extra), log=log)
+    status = _quantize_site(output / FP32_NAME, site, seed, output / INT8_NAME,
+                            method=quantize_method, log=log) if quantize else 0
+    if real_anatomy:
+        from convert.checks.real_anatomy import check_command
+        check_command(output, output / "metrics.json", log=log)
+    if status == 0 and (output / INT8_NAME).exists():
+        write_model_card(output, log=log)
+    return status
+
+
 def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str | os.PathLike],
                      output: str | Path, *, labels: str | os.PathLike | None = None,
                      image_window: tuple[float, float] | None = None, seed: int = 0,
