@@ -21,8 +21,8 @@ and kernels like this:
    test (:func:`convert.sim.data.split_by_group`; by file when fewer than
    three patients exist);
 5. fine-tune the weights (:func:`convert.train.finetune.finetune`: best
-   checkpoint on validation, the starting weights a candidate, early
-   stopping), then export FP32 and INT8 through the same gates as every
+   checkpoint on validation agreement with the rule (mean |score - label|),
+   the starting weights a candidate, early stopping), then export FP32 and INT8 through the same gates as every
    build (:func:`convert.pipeline.write_adapted`), and record per-region
    agreement with the rule on the held-out slices before and after, and the
    adaptation data, in ``metrics.json`` and the model card.
@@ -168,7 +168,9 @@ def make_samples(data: AdaptData, kernel: str, samples_per_slice: int, seed: int
     for index, s in enumerate(data.slices):
         rng = np.random.default_rng([seed, 21, index])
         amplitude = nps_amplitude(kernel, 1.0, 1.0, s["hu"].shape)
-        targets = rng.permutation(np.resize(np.array(LABEL_LEVELS), samples_per_slice))
+        # Targets evenly over the 21 levels 0..4 (every level once per 21 copies), in random order.
+        spread = np.round(np.linspace(0, len(LABEL_LEVELS) - 1, samples_per_slice)).astype(int)
+        targets = rng.permutation(np.array(LABEL_LEVELS)[spread])
         for k, target in enumerate(targets):
             total = degradation_for_label(float(target), rng)
             inserted = math.sqrt(max(total ** 2 - s["native_hu"] ** 2, 0.0))
@@ -257,7 +259,7 @@ def adapt_command(data: Sequence[str | os.PathLike], output: str | os.PathLike, 
     work = output / "work"
     report = finetune(weights, data, work, site=site, seed=seed, steps=steps, time_budget_s=time_budget_s,
                       patience=patience, eval_every=eval_every, batch=batch, crop=crop, max_eval=max_eval,
-                      log=log)
+                      criterion="mae", log=log)
     adaptation = {
         "method": "unlabelled site CT; noise of the site's nearest simulator-kernel spectrum inserted; "
                   "labels from the rule on the measured global noise level (convert/adapt.py)",

@@ -105,7 +105,7 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
              seed: int = 0, steps: int | None = None, time_budget_s: float | None = None,
              patience: int = 6, eval_every: int | None = None, batch: int | None = None,
              crop: int | None = None, resume: bool = False, max_eval: int | None = None,
-             log=print) -> dict:
+             criterion: str = "sum", log=print) -> dict:
     """Fine-tune ``weights`` on the labelled slices in ``data``; write the best weights and a report.
 
     Parameters
@@ -127,6 +127,9 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
         Evaluations without a better validation sum before stopping.
     resume : bool
         Start from ``out/last.weights.h5`` if it exists (same split, same seed).
+    criterion : str
+        Validation figure the checkpoint is chosen on: ``"sum"`` (PLCC+SROCC+KROCC) or
+        ``"mae"`` (agreement with the labels; ``convert adapt``).
     max_eval : int, optional
         Score at most this many validation and held-out test slices (a fixed random
         subset of each split; large simulated sets). Training images are held as
@@ -199,7 +202,8 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
     start = time.perf_counter()
     history = _train_reference(model, predict, x_train, y_train, x_val, s_val, out, preset, seed,
                                time_budget_s, log, patience=patience,
-                               initial_best=None if start_weights else before["validation"]["sum"])
+                               initial_best=None if start_weights else before["validation"][criterion],
+                               criterion=criterion)
     from convert.train.model import load_weights_h5
     load_weights_h5(model, out / "best.weights.h5")
     after = {"validation": quality_metrics(expected_score(predict(x_val)), s_val),
@@ -210,7 +214,7 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
     simulation = site.folder / "simulation.json" if site.folder is not None else None
     simulated = simulation is not None and simulation.exists()
     report = {
-        "settings": {"preset": "finetune", **asdict(preset), "patience": patience,
+        "settings": {"preset": "finetune", **asdict(preset), "patience": patience, "criterion": criterion,
                      "time_budget_s": time_budget_s},
         "seed": seed,
         "data": site.data[0] if len(site.data) == 1 else site.data,
