@@ -81,6 +81,8 @@ def write_model_card(models: Path, log=print) -> Path:
     real = (json.loads(metrics_file.read_text()).get("real_anatomy") if metrics_file.exists() else None)
     real_summary = ({k: real[k] for k in ("method", "levels_hu", "summary", "outside_scope", "target")
                      if k in real} if real else None)
+    if real_summary is not None and real.get("v2"):
+        real_summary["v2"] = {k: v for k, v in real["v2"].items() if k != "slices"}
     (models / "model-card.json").write_text(json.dumps(
         {"fp32": fp32, "int8": int8, "real_anatomy": real_summary, "sha256": files},
         indent=1, sort_keys=True))
