@@ -40,7 +40,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         from convert.sim.simulate import simulate_dataset
 
-    simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log)
+    options = {"variants": args.variants} if args.variants else {}
+    simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log, **options)
     return 0
 
 
