@@ -224,8 +224,9 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
                       "label_sd": round(float(np.std([i.score for i in items])), 3),
                       **site.record()},
         "splits": {"train": len(train_items), "validation": len(val_items), "test": len(test_items),
-                   "scored": {"validation": len(val_eval), "test": len(test_eval)},
-                   "disjoint_by": "phantom" if simulated else site.group_by},
+                   "disjoint_by": "phantom" if simulated else site.group_by,
+                   **({"scored": {"validation": len(val_eval), "test": len(test_eval)}}
+                      if max_eval is not None else {})},
         "before": before,
         "validation": after["validation"],
         "test": after["test"],
