@@ -259,9 +259,8 @@ class DecorrelatedScan(v2.TexturedScan):
                 "dose_fraction": dose, "pixel_spacing_mm": self.geometry.pixel_mm}
 
 
-def _simulate_phantom(job: tuple, priors: bool = False) -> list[dict]:
-    seed, phantom_index, first_file, n_samples, out_dir = job[:5]
-    priors = job[5] if len(job) > 5 else priors
+def _simulate_phantom(job: tuple[int, int, int, int, str], priors: bool = False) -> list[dict]:
+    seed, phantom_index, first_file, n_samples, out_dir = job
     import tifffile
 
     scan = DecorrelatedScan(seed, phantom_index)
