@@ -7,6 +7,7 @@
     python -m convert all --out models/ [--sim-version 2] [--finetune-from W]
     python -m convert finetune --weights W --data DIR --output OUT
     python -m convert finetune --weights W --labels FILE --data DIR [DIR ...] --output OUT
+    python -m convert adapt --data PATH [PATH ...] --output DIR [--models models/]
     python -m convert real-anatomy --models models/
 """
 
@@ -21,12 +22,26 @@ def _log(message: str) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.version == 3:
+        from convert.sim.simulate_v3 import SAMPLES_PER_PHANTOM, SimulationError, simulate_dataset
+
+        try:
+            simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers,
+                             variants=args.variants or SAMPLES_PER_PHANTOM, priors=args.priors, log=_log)
+        except SimulationError as exc:
+            _log(f"simulate: error: {exc}")
+            return 1
+        return 0
+    if args.priors:
+        _log("simulate: --priors applies to --version 3")
+        return 2
     if args.version == 2:
         from convert.sim.simulate_v2 import simulate_dataset
     else:
         from convert.sim.simulate import simulate_dataset
 
-    simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log)
+    options = {"variants": args.variants} if args.variants else {}
+    simulate_dataset(args.out, args.count, seed=args.seed, workers=args.workers, log=_log, **options)
     return 0
 
 
@@ -58,9 +73,12 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def _cmd_all(args: argparse.Namespace) -> int:
     from convert.pipeline import run_all
 
+    options = {key: getattr(args, key) for key in ("steps", "patience", "eval_every", "max_eval",
+                                                    "quantize_method") if getattr(args, key) is not None}
     return run_all(args.out, work=args.work, count=args.count, seed=args.seed,
                    preset=args.preset, time_budget_s=args.time_budget, sim_version=args.sim_version,
-                   finetune_from=args.finetune_from, log=_log)
+                   finetune_from=args.finetune_from, finetune_options=options, workers=args.workers,
+                   log=_log)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -79,6 +97,24 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     except (DataError, WeightsError, DeltaIQAError) as exc:
         # Bad site data, labels or weights: one line, exit 2 (as a usage error), no traceback.
         _log(f"finetune: error: {exc}")
+        return 2
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from convert.adapt import adapt_command
+    from convert.sim.data import DataError
+    from convert.train.model import WeightsError
+    from deltaiqa_lite.errors import DeltaIQAError
+
+    try:
+        return adapt_command(args.data, args.output, models=args.models, seed=args.seed,
+                             samples_per_slice=args.samples_per_slice, steps=args.steps,
+                             time_budget_s=args.time_budget, patience=args.patience,
+                             eval_every=args.eval_every, batch=args.batch, crop=args.crop,
+                             max_eval=args.max_eval, real_anatomy=not args.no_real_anatomy,
+                             quantize_method=args.quantize_method, log=_log)
+    except (DataError, WeightsError, DeltaIQAError) as exc:
+        _log(f"adapt: error: {exc}")
         return 2
 
 
@@ -101,8 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1,
                    help="processes (default 1: the back-projector already uses every core)")
-    p.add_argument("--version", type=int, choices=(1, 2), default=2,
-                   help="simulator: 2 textured multi-region phantoms (default), 1 ellipse abdomens")
+    p.add_argument("--version", type=int, choices=(1, 2, 3), default=2,
+                   help="simulator: 3 textured phantoms with the label drawn independently of anatomy "
+                        "(noise added to cached reconstructions), 2 textured multi-region phantoms "
+                        "(default), 1 ellipse abdomens")
+    p.add_argument("--variants", type=int, default=None,
+                   help="slices per phantom (default: 4 for v1/v2, 252 for v3)")
+    p.add_argument("--priors", action="store_true",
+                   help="v3 only: realistic protocol priors (quiet heads) instead of uniform labels; "
+                        "for studies, refused for training")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train Delta-IQA on an LDCTIQAC-format folder")
@@ -151,11 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=("reference", "original"), default="reference")
     p.add_argument("--time-budget", type=float, default=None)
-    p.add_argument("--sim-version", type=int, choices=(1, 2), default=2,
+    p.add_argument("--sim-version", type=int, choices=(1, 2, 3), default=2,
                    help="simulator of the training data: 2 (default: textured, multi-region; the shipped "
                         "models) or 1 (ellipse abdomens; the models shipped before issue 14)")
     p.add_argument("--finetune-from", default=None, metavar="W",
                    help="fine-tune these weights on the simulated data instead of training from scratch")
+    p.add_argument("--workers", type=int, default=None, help="simulation processes (default: one per core)")
+    p.add_argument("--steps", type=int, default=None, help="with --finetune-from: crop-phase steps")
+    p.add_argument("--patience", type=int, default=None, help="with --finetune-from: early-stopping patience")
+    p.add_argument("--eval-every", type=int, default=None, help="with --finetune-from: steps between validations")
+    p.add_argument("--max-eval", type=int, default=None,
+                   help="with --finetune-from: score at most this many validation / test slices "
+                        "(fixed random subsets; fine-tuning and the INT8 gates)")
+    p.add_argument("--quantize-method", default=None,
+                   help="with --finetune-from: INT8 calibration (default auto)")
     p.set_defaults(func=_cmd_all)
 
     p = sub.add_parser("finetune", help="fine-tune weights on a site's labelled slices, export FP32 + INT8")
@@ -185,6 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "percentile99.99-asymmetric (see quantize --method)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/work/last.weights.h5")
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("adapt", help="adapt the shipped weights to a site's unlabelled CT (no reader scores)")
+    p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                   help="the site's CT: DICOM files or folders (walked recursively), e.g. the QA node's store")
+    p.add_argument("--output", required=True, help="folder for the adapted weights, ONNX models and card "
+                                                   "(never the starting models' folder)")
+    p.add_argument("--models", default="models", help="folder of the starting weights and ONNX models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples-per-slice", type=int, default=24,
+                   help="noisy copies per slice, labels spread over 0..4 (default 24)")
+    p.add_argument("--steps", type=int, default=None, help="crop-phase steps (default 600)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop at the first evaluation past this many seconds")
+    p.add_argument("--patience", type=int, default=6, help="evaluations without a better validation sum")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 40)")
+    p.add_argument("--batch", type=int, default=None, help="crop batch size (default 16)")
+    p.add_argument("--crop", type=int, default=None, help="crop size in pixels (default 256)")
+    p.add_argument("--max-eval", type=int, default=None,
+                   help="score at most this many validation / held-out copies during fine-tuning")
+    p.add_argument("--quantize-method", default="minmax-asymmetric", help="INT8 calibration (see quantize --method)")
+    p.add_argument("--no-real-anatomy", action="store_true", help="skip the real-anatomy check of the result")
+    p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser("real-anatomy", help="score real CT slices with inserted noise against the label rule")
     p.add_argument("--models", default="models", help="folder with deltaiqa-fp32.onnx / deltaiqa-int8.onnx")

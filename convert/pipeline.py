@@ -18,13 +18,21 @@ WEIGHTS_NAME = "deltaiqa.weights.h5"
 
 def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 1200, seed: int = 0,
             preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 2,
-            finetune_from: str | Path | None = None, log=print) -> int:
-    """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card."""
+            finetune_from: str | Path | None = None, finetune_options: dict | None = None,
+            workers: int | None = None, log=print) -> int:
+    """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card.
+
+    ``finetune_options`` go to :func:`finetune_command` (steps, patience, eval_every,
+    max_eval, quantize_method ...). A v3 data set must pass the label balance gate
+    (:func:`convert.sim.simulate_v3.require_balanced`) before any training.
+    """
     from convert.quant.export import export_command
     from convert.quant.quantize import quantize_command
     from convert.train.train import train
 
-    if sim_version == 2:
+    if sim_version == 3:
+        from convert.sim.simulate_v3 import simulate_dataset
+    elif sim_version == 2:
         from convert.sim.simulate_v2 import simulate_dataset
     else:
         from convert.sim.simulate import simulate_dataset
@@ -33,10 +41,13 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     if (data / "simulation.json").exists():
         log(f"all: reusing simulated data in {data}")
     else:
-        simulate_dataset(data, count, seed=seed, log=log)
+        simulate_dataset(data, count, seed=seed, workers=workers, log=log)
+    if sim_version == 3:
+        from convert.sim.simulate_v3 import require_balanced
+        require_balanced(data)
     if finetune_from is not None:
         return finetune_command(finetune_from, data, out, seed=seed, time_budget_s=time_budget_s,
-                                work=work / "finetune", log=log)
+                                work=work / "finetune", log=log, **(finetune_options or {}))
     if (run / "metrics.json").exists():
         log(f"all: reusing trained weights in {run}")
     else:
@@ -70,6 +81,8 @@ def write_model_card(models: Path, log=print) -> Path:
     real = (json.loads(metrics_file.read_text()).get("real_anatomy") if metrics_file.exists() else None)
     real_summary = ({k: real[k] for k in ("method", "levels_hu", "summary", "outside_scope", "target")
                      if k in real} if real else None)
+    if real_summary is not None and real.get("v2"):
+        real_summary["v2"] = {k: v for k, v in real["v2"].items() if k != "slices"}
     (models / "model-card.json").write_text(json.dumps(
         {"fp32": fp32, "int8": int8, "real_anatomy": real_summary, "sha256": files},
         indent=1, sort_keys=True))
@@ -103,13 +116,45 @@ def _quantize_site(fp32: Path, site, seed: int, output: Path, *, method: str,
     return 0
 
 
+def write_adapted(work: Path, output: Path, site, seed: int, adaptation: dict, *, quantize: bool = True,
+                  quantize_method: str = "minmax-asymmetric", real_anatomy: bool = True, log=print) -> int:
+    """FP32 and INT8 of adapted weights (``work``) into ``output``, through the gates of every build.
+
+    The same steps as :func:`finetune_command` after training: Keras/ONNX parity,
+    the INT8 gates on the site's own split (:func:`_quantize_site`), the real-anatomy
+    check, the card, with ``adaptation`` (what the weights adapted to) in the card.
+    Returns 0, or 1 when the INT8 gate rejected the INT8 model.
+    """
+    import tempfile
+
+    from convert.quant.export import export_command
+
+    shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
+    shutil.copyfile(work / "metrics.json", output / "metrics.json")
+    card = {key: adaptation[key] for key in ("method", "files", "usable_slices", "refused", "copies",
+                                             "samples_per_slice", "texture", "group_by", "regions")}
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = Path(tmp) / "adaptation.json"
+        extra.write_text(json.dumps({"adaptation": card}))
+        export_command(output / WEIGHTS_NAME, output / FP32_NAME, verify_data=None, verify_count=8,
+                       card_extra=str(extra), log=log)
+    status = _quantize_site(output / FP32_NAME, site, seed, output / INT8_NAME,
+                            method=quantize_method, log=log) if quantize else 0
+    if real_anatomy:
+        from convert.checks.real_anatomy import check_command
+        check_command(output, output / "metrics.json", log=log)
+    if status == 0 and (output / INT8_NAME).exists():
+        write_model_card(output, log=log)
+    return status
+
+
 def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str | os.PathLike],
                      output: str | Path, *, labels: str | os.PathLike | None = None,
                      image_window: tuple[float, float] | None = None, seed: int = 0,
                      steps: int | None = None, time_budget_s: float | None = None, patience: int = 6,
                      resume: bool = False, quantize: bool = True, work: str | Path | None = None,
                      eval_every: int | None = None, batch: int | None = None, crop: int | None = None,
-                     real_anatomy: bool = True,
+                     real_anatomy: bool = True, max_eval: int | None = None,
                      quantize_method: str = "auto", log=print) -> int:
     """``python -m convert finetune``: fine-tune, export FP32 + INT8 with their gates, write the card.
 
@@ -140,7 +185,7 @@ def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str
     output.mkdir(parents=True, exist_ok=True)
     report = finetune(weights, data, work, site=site, seed=seed, steps=steps,
                       time_budget_s=time_budget_s, patience=patience, resume=resume,
-                      eval_every=eval_every, batch=batch, crop=crop, log=log)
+                      eval_every=eval_every, batch=batch, crop=crop, max_eval=max_eval, log=log)
     shutil.copyfile(work / "deltaiqa.weights.h5", output / WEIGHTS_NAME)
     shutil.copyfile(work / "metrics.json", output / "metrics.json")
     folder = site.folder if site.source == "ldctiqac-folder" else None
@@ -151,7 +196,7 @@ def finetune_command(weights: str | Path, data: str | os.PathLike | Sequence[str
     if quantize:
         if folder is not None:
             status = quantize_command(output / FP32_NAME, folder, output / INT8_NAME,
-                                      method=quantize_method, log=log)
+                                      method=quantize_method, max_eval=max_eval, log=log)
         else:
             status = _quantize_site(output / FP32_NAME, site, seed, output / INT8_NAME,
                                     method=quantize_method, log=log)

@@ -65,7 +65,10 @@ def training_record(weights: Path) -> dict:
         version = summary.get("version", 1)
         record["simulator_version"] = version
         record["data"] = {
-            "kind": ("simulated CT v2: textured head, neck, chest, abdomen and pelvis phantoms, three "
+            "kind": ("simulated CT v3: textured head, neck, chest, abdomen and pelvis phantoms, label drawn "
+                     "uniformly and independently of anatomy, kernel-NPS noise on cached reconstructions "
+                     "(convert/sim/simulate_v3.py)" if version == 3 else
+                     "simulated CT v2: textured head, neck, chest, abdomen and pelvis phantoms, three "
                      "kernels (convert/sim/simulate_v2.py)" if version == 2 else
                      "simulated low-dose abdominal CT v1: ellipse phantoms (convert/sim/simulate.py)")
                     + ", not radiologist-scored",

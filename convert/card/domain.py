@@ -163,7 +163,7 @@ def domain_v1(simulation: dict) -> dict:
 
 
 def domain_v2(simulation: dict) -> dict:
-    """Training domain of a simulator v2 data set (``convert/sim/simulate_v2.py``).
+    """Training domain of a simulator v2 or v3 data set (``convert/sim/simulate_v2.py``, ``simulate_v3.py``).
 
     Dw (the phantom's, before any truncation), field of view and region are
     recorded per slice; the regions are those present, in the order of the
@@ -185,18 +185,19 @@ def domain_v2(simulation: dict) -> dict:
     order = list(((simulation.get("summary") or {}).get("settings") or {}).get("regions") or [])
     present = {record["region"] for record in slices}
     regions = [r for r in order if r in present] + sorted(present - set(order))
-    return _domain(2, regions, [r["water_equivalent_diameter_mm"] for r in slices],
+    version = (simulation.get("summary") or {}).get("version", 2)
+    return _domain(version, regions, [r["water_equivalent_diameter_mm"] for r in slices],
                    [r["fov_mm"] for r in slices],
-                   f"simulator v2: per-slice water_equivalent_diameter_mm, fov_mm and region of "
+                   f"simulator v{version}: per-slice water_equivalent_diameter_mm, fov_mm and region of "
                    f"{len(slices)} slices in simulation.json; Dw and field of view "
                    f"+-{DW_MARGIN_MM:g} / {FOV_MARGIN_MM:g} mm")
 
 
 def training_domain(simulation: dict) -> dict:
-    """The training domain of a ``simulation.json`` document (v1 or v2 by ``summary.version``)."""
+    """The training domain of a ``simulation.json`` document (v1, v2 or v3 by ``summary.version``)."""
     version = (simulation.get("summary") or {}).get("version", 1)
     if version == 1:
         return domain_v1(simulation)
-    if version == 2:
+    if version in (2, 3):
         return domain_v2(simulation)
-    raise DataError(f"simulation.json summary.version is {version!r}; expected 1 or 2")
+    raise DataError(f"simulation.json summary.version is {version!r}; expected 1, 2 or 3")

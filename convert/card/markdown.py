@@ -27,6 +27,41 @@ def _real_anatomy_lines(real: dict | None) -> list[str]:
                          f"{r['spearman_rho_score_vs_noise_per_slice']} |")
     lines += ["", f"Target (issue 14): mean <= {target.get('mean_abs_diff')}, worst <= "
                   f"{target.get('max_abs_diff')} (in scope)."]
+    return lines + _real_anatomy_v2_lines(real.get("v2"))
+
+
+def _balance_lines(balance: dict | None) -> list[str]:
+    """Per-region Likert class shares and Spearman(label, Dw) of a simulator v3 data set."""
+    if not balance:
+        return []
+    lines = ["", "| region | slices | class shares 0 / 1 / 2 / 3 / 4 | Spearman(label, Dw) | label mean |",
+             "|---|---|---|---|---|"]
+    for region, entry in balance.items():
+        shares = " / ".join(f"{entry['class_share'][str(c)]:.3f}" for c in range(5))
+        lines.append(f"| {region} | {entry['slices']} | {shares} | {entry['spearman_label_dw']} | "
+                     f"{entry['label_mean']} |")
+    return lines
+
+
+def _real_anatomy_v2_lines(v2: dict | None) -> list[str]:
+    if not v2:
+        return []
+    target = v2.get("target", {})
+    lines = ["", f"Version 2 (per region; textures {list(v2.get('textures', {}))}; gates mean <= "
+                 f"{target.get('mean_abs_diff')}, worst <= {target.get('max_abs_diff')}, probe slope "
+                 f"{v2.get('probe_slope')}):", "",
+             "| region | model | slices (scored) | mean abs(score - rule) | worst | passed |",
+             "|---|---|---|---|---|---|"]
+    for region, models in v2.get("regions", {}).items():
+        for model, e in models.items():
+            lines.append(f"| {region} | {model} | {e['slices']} ({e['scored']}) | {e['mean_abs_diff']} | "
+                         f"{e['max_abs_diff']} | {e['passed']} |")
+    for model, rows in v2.get("probe", {}).items():
+        slopes = [r["slope"] for r in rows]
+        lines.append(f"- shortcut probe {model}: slopes {min(slopes):.3f}-{max(slopes):.3f} over "
+                     f"{len(rows)} slice x texture pairs, passed {all(r['passed'] for r in rows)}")
+    lines.append(f"- regions without a public slice (unchecked): {v2.get('regions_without_slices')}; "
+                 f"all gates passed: {(v2.get('gates') or {}).get('passed')}")
     return lines
 
 
@@ -120,12 +155,14 @@ def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | N
         lines += [
             f"- **fine-tuned** from `{training['finetuned_from']['weights']}` (sha256 "
             f"`{training['finetuned_from']['sha256'][:16]}...`) with `python -m convert finetune`: "
-            "the starting weights were trained on simulator v1 (ellipse abdomens); these are those "
-            "weights fine-tuned on the data below, not a training from scratch",
+            "these are the starting weights fine-tuned on the data below, not a training from scratch",
             f"- site data: {training.get('site_data')}",
             f"- before fine-tuning, on the same splits: validation {before.get('validation')}, "
             f"held-out test {before.get('test')}",
         ]
+    if fp32.get("adaptation"):
+        lines.append(f"- **adapted** to a site's unlabelled CT with `python -m convert adapt`: "
+                     f"{fp32['adaptation']}")
     lines += [
         f"- {data.get('kind', 'unknown')}",
         f"- {data.get('count', '?')} slices (seed {data.get('seed', '?')}), label mean "
@@ -146,6 +183,7 @@ def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | N
         f"- regions {data.get('regions', '-')}, kernels {data.get('kernels', '-')}, "
         f"{data.get('truncated', '-')} slices with the body cut by the field's edge; simulated at "
         f"{data.get('slices_per_minute', '-')} slices/min ({data.get('workers', '-')} workers)",
+        *_balance_lines(data.get("label_balance")),
         "",
         "## Checked on",
         "",

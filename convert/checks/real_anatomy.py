@@ -15,9 +15,23 @@ slices from public DICOM test data (pydicom's bundled files and the
    (``deltaiqa_lite.physics.label_rule.continuous_score``) applied to the measured
    noise ``sqrt(native^2 + inserted^2)``.
 
-Reported: mean and worst |score - rule| over all slices and levels, per model
-(FP32, INT8), plus Spearman's rho between score and inserted level per slice
-(ranking). Targets (issue 14): mean <= 0.25, worst <= 0.6.
+Version 2 (issue 21) inserts three noise textures, the noise power spectra of
+the simulator's three kernels (``TEXTURES``: smooth, standard, sharp; see
+:func:`convert.sim.simulate_v3.nps_amplitude`), and gates per body region:
+
+- per region and model (FP32, INT8): mean |score - rule| <= 0.25 and worst
+  <= 0.6 over the region's slices, textures and levels (``TARGET``);
+- shortcut probe: on every slice and texture, the least-squares slope of the
+  score against the rule's value over the inserted levels lies within
+  0.75-1.25 (``PROBE_SLOPE``). A network that reads the anatomy instead of the
+  noise has a flat slope (its score hardly moves as noise is added) or an
+  offset the per-region gate catches.
+
+Regions without a public slice (chest and pelvis today) are named in the
+result, not passed. These public slices are for checking only: never for
+training, never for choosing settings beyond this gate.
+
+Also reported: Spearman's rho between score and inserted level per slice.
 """
 
 from __future__ import annotations
@@ -33,6 +47,13 @@ from deltaiqa_lite.physics.label_rule import continuous_score
 
 INSERTED_SD_HU = (0.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 TARGET = {"mean_abs_diff": 0.25, "max_abs_diff": 0.6}
+PROBE_SLOPE = (0.75, 1.25)
+# Inserted noise textures: name -> the simulator's kernel whose FBP noise power spectrum it has.
+TEXTURES = {"smooth": "soft", "standard": "standard", "sharp": "sharp"}
+REGIONS = ("head", "neck", "chest", "abdomen", "pelvis")
+# Region of each slice in SLICES (by file name).
+SLICE_REGION = {"J2K_pixelrep_mismatch.dcm": "head", "693_UNCR.dcm": "head", "bad_sequence.dcm": "neck",
+                "explicit_VR-UN.dcm": "abdomen", "CT_small.dcm": "chest"}
 # (file, frame, what it shows, in scope) of the real CT slices in pydicom's test
 # data. 693_J2KR/693_J2KI/693_UNCI are the same image as 693_UNCR. Out of scope,
 # reported apart: CT_small is a 128x128 crop of an 85 mm field (upsampled 4x to
@@ -134,6 +155,116 @@ def ct_noise(shape: tuple[int, int], sd_hu: float, rng: np.random.Generator) -> 
     return (field / field.std() * sd_hu).astype(np.float32)
 
 
+def textured_noise(shape: tuple[int, int], sd_hu: float, texture: str, rng: np.random.Generator) -> np.ndarray:
+    """Stationary noise with the FBP spectrum of ``texture``'s kernel (``TEXTURES``), SD ``sd_hu``."""
+    from convert.sim.simulate_v3 import nps_amplitude
+
+    if texture not in TEXTURES:
+        raise ValueError(f"unknown texture {texture!r}; choose one of {', '.join(TEXTURES)}")
+    if sd_hu == 0:
+        return np.zeros(shape, dtype=np.float32)
+    amplitude = nps_amplitude(TEXTURES[texture], 1.0, 1.0, shape)
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal(shape)) * amplitude, s=shape)
+    return (field / field.std() * sd_hu).astype(np.float32)
+
+
+def probe_slope(rule: np.ndarray, score: np.ndarray) -> float:
+    """Least-squares slope of ``score`` against ``rule`` (the shortcut probe)."""
+    rule, score = np.asarray(rule, dtype=float), np.asarray(score, dtype=float)
+    spread = float(np.sum((rule - rule.mean()) ** 2))
+    if spread == 0:
+        return float("nan")
+    return float(np.sum((rule - rule.mean()) * (score - score.mean())) / spread)
+
+
+def run_check_v2(models: dict[str, Path], seed: int = 0, levels=INSERTED_SD_HU,
+                 textures=tuple(TEXTURES), log=print) -> dict:
+    """Per-region gates and the shortcut probe (version 2 of the check, issue 21).
+
+    Every in-scope slice is scored at every level with every texture by every
+    model. Returns ``regions`` (per region and model: mean and worst
+    |score - rule|, the worst case, passed), ``probe`` (per model, one slope
+    per slice and texture), ``gates`` (passed, and one line per failure),
+    ``regions_without_slices``, and the ``slices`` records.
+    """
+    import onnxruntime as ort
+
+    from deltaiqa_lite.model.preprocess import prepare_hu
+    from deltaiqa_lite.score import likert_from_probabilities
+
+    sessions = {name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                for name, path in models.items()}
+    records = []
+    for k, (name, frame, part, in_scope, hu) in enumerate(load_real_slices()):
+        if not in_scope:
+            continue
+        region = SLICE_REGION.get(name, "unknown")
+        native = global_noise_level(hu)
+        for t, texture in enumerate(textures):
+            rng = np.random.default_rng([seed, k, t])
+            planes, rules = [], []
+            for level in levels:
+                planes.append(prepare_hu(hu + textured_noise(hu.shape, level, texture, rng)))
+                rules.append(continuous_score(math.hypot(native, level)))
+            batch = np.stack(planes)[..., None].astype(np.float32)
+            scores = {m: likert_from_probabilities(s.run(["probabilities"], {"image": batch})[0])[0]
+                      for m, s in sessions.items()}
+            for i, level in enumerate(levels):
+                records.append({"file": name, "frame": frame, "region": region, "part": part,
+                                "texture": texture, "native_noise_hu": round(native, 2),
+                                "inserted_sd_hu": level, "rule_score": round(rules[i], 3),
+                                "scores": {m: round(float(v[i]), 3) for m, v in scores.items()}})
+            log(f"real anatomy v2: {name} ({region}, {texture}): rule "
+                + " ".join(f"{r:.2f}" for r in rules) + "; "
+                + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in v) for m, v in scores.items()))
+    regions, probe, failures = {}, {}, []
+    for region in REGIONS:
+        mine = [r for r in records if r["region"] == region]
+        if not mine:
+            continue
+        regions[region] = {}
+        for m in models:
+            diffs = np.array([abs(r["scores"][m] - r["rule_score"]) for r in mine])
+            worst = mine[int(np.argmax(diffs))]
+            entry = {"slices": len({r["file"] for r in mine}), "scored": len(mine),
+                     "mean_abs_diff": round(float(diffs.mean()), 3),
+                     "max_abs_diff": round(float(diffs.max()), 3),
+                     "worst": {"file": worst["file"], "texture": worst["texture"],
+                               "inserted_sd_hu": worst["inserted_sd_hu"], "score": worst["scores"][m],
+                               "rule_score": worst["rule_score"]}}
+            entry["passed"] = bool(entry["mean_abs_diff"] <= TARGET["mean_abs_diff"]
+                                   and entry["max_abs_diff"] <= TARGET["max_abs_diff"])
+            if not entry["passed"]:
+                failures.append(f"{m} {region}: mean |score - rule| {entry['mean_abs_diff']} "
+                                f"(<= {TARGET['mean_abs_diff']}), worst {entry['max_abs_diff']} "
+                                f"(<= {TARGET['max_abs_diff']})")
+            regions[region][m] = entry
+    for m in models:
+        probe[m] = []
+        for name, texture in dict.fromkeys((r["file"], r["texture"]) for r in records):
+            mine = [r for r in records if r["file"] == name and r["texture"] == texture]
+            slope = probe_slope([r["rule_score"] for r in mine], [r["scores"][m] for r in mine])
+            passed = bool(PROBE_SLOPE[0] <= slope <= PROBE_SLOPE[1])
+            probe[m].append({"file": name, "region": mine[0]["region"], "texture": texture,
+                             "slope": round(slope, 3), "passed": passed})
+            if not passed:
+                failures.append(f"{m} probe {name} ({mine[0]['region']}, {texture}): slope {slope:.3f} "
+                                f"outside {PROBE_SLOPE[0]}-{PROBE_SLOPE[1]}")
+    for line in failures:
+        log(f"real anatomy v2: FAILED {line}")
+    for region, entry in regions.items():
+        log(f"real anatomy v2: {region}: " + "; ".join(
+            f"{m} mean {e['mean_abs_diff']} worst {e['max_abs_diff']}" for m, e in entry.items()))
+    return {
+        "version": 2, "levels_hu": list(levels), "textures": {t: TEXTURES[t] for t in textures},
+        "target": TARGET, "probe_slope": PROBE_SLOPE,
+        "regions": regions, "probe": probe,
+        "regions_without_slices": [r for r in REGIONS if r not in regions],
+        "gates": {"passed": not failures, "failures": failures},
+        "slices": records, "never_in_training": True,
+    }
+
+
 def run_check(models: dict[str, Path], seed: int = 0, levels=INSERTED_SD_HU, log=print) -> dict:
     """Score every real slice at every inserted level with each model; compare with the rule.
 
@@ -223,9 +354,10 @@ def _summarise(records: list[RealSliceResult], m: str, srocc) -> dict:
 def check_command(models: str | Path, metrics: str | Path | None = None, log=print) -> int:
     """``python -m convert real-anatomy``: run the check on the models in a folder, record it.
 
-    The result goes into ``metrics.json`` (key ``real_anatomy``) beside the
-    models. Exit 0 always: the figures are reported, not gated (the targets
-    are recorded beside them).
+    The result goes into ``metrics.json`` (key ``real_anatomy``; version 2's
+    per-region gates and probe under ``real_anatomy.v2``) beside the models.
+    Exit 0 when every version-2 gate passes, 1 otherwise (the figures are
+    recorded either way).
     """
     import json
 
@@ -235,9 +367,14 @@ def check_command(models: str | Path, metrics: str | Path | None = None, log=pri
     if not found:
         raise FileNotFoundError(f"{models}: no deltaiqa-fp32.onnx or deltaiqa-int8.onnx")
     result = run_check(found, log=log)
+    result["v2"] = run_check_v2(found, log=log)
     metrics = Path(metrics) if metrics else models / "metrics.json"
     report = json.loads(metrics.read_text()) if metrics.exists() else {}
     report["real_anatomy"] = result
     metrics.write_text(json.dumps(report, indent=1))
     log(f"real anatomy: recorded in {metrics}")
-    return 0
+    gates = result["v2"]["gates"]
+    log(f"real anatomy v2: gates {'passed' if gates['passed'] else 'FAILED'} "
+        f"({len(gates['failures'])} failures; regions without a public slice: "
+        f"{', '.join(result['v2']['regions_without_slices']) or 'none'})")
+    return 0 if gates["passed"] else 1

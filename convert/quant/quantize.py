@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.card.card import attach_card, read_card
-from convert.sim.data import LabelledSlice, load_image, read_folder, split_by_group
+from convert.sim.data import LabelledSlice, evaluation_subset, load_image, read_folder, split_by_group
 from convert.checks.evaluation import agreement, expected_score, quality_metrics
 from convert.train.model import sha256_file
 
@@ -522,13 +522,18 @@ def calibration_subset(train: list, count: int, n_val: int, n_test: int, log=pri
 def quantize_command(model: str | Path, calibration: str | Path, output: str | Path, *,
                      test_data: str | Path | None = None, calibration_count: int = 128,
                      method: str = "auto", compare: bool = False, weights: str = DEFAULT_WEIGHTS,
-                     equalize_ranges: bool = True, log=print) -> int:
-    """``python -m convert quantize``: exit 0 when written, 1 when the gate rejects the model."""
+                     equalize_ranges: bool = True, max_eval: int | None = None, log=print) -> int:
+    """``python -m convert quantize``: exit 0 when written, 1 when the gate rejects the model.
+
+    ``max_eval`` caps the validation and held-out test slices the gates score
+    (a fixed random subset of each split, :func:`convert.sim.data.evaluation_subset`).
+    """
     import onnx
 
     model, output = Path(model), Path(output)
     seed = (read_card(onnx.load(str(model))).get("training", {}) or {}).get("seed") or 0
     train, val, test = _splits(Path(calibration), Path(test_data) if test_data else None, seed)
+    val, test = evaluation_subset(val, max_eval, seed), evaluation_subset(test, max_eval, seed)
     calibration_items = calibration_subset(train, calibration_count, len(val), len(test), log)
     try:
         quantize_model(model, calibration_items, _arrays(val), _arrays(test), output,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.sim.data import DataError, LabelledSlice, fuzzy_label, split_by_group
+from convert.sim.data import DataError, LabelledSlice, evaluation_subset, fuzzy_label, split_by_group
 from convert.checks.evaluation import expected_score, quality_metrics
 from convert.train.model import load_model, save_network_weights, sha256_file
 from convert.train.site_data import SiteData, read_site_data
@@ -104,7 +104,8 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
              image_window: tuple[float, float] | None = None, site: SiteData | None = None,
              seed: int = 0, steps: int | None = None, time_budget_s: float | None = None,
              patience: int = 6, eval_every: int | None = None, batch: int | None = None,
-             crop: int | None = None, resume: bool = False, log=print) -> dict:
+             crop: int | None = None, resume: bool = False, max_eval: int | None = None,
+             criterion: str = "sum", log=print) -> dict:
     """Fine-tune ``weights`` on the labelled slices in ``data``; write the best weights and a report.
 
     Parameters
@@ -126,6 +127,13 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
         Evaluations without a better validation sum before stopping.
     resume : bool
         Start from ``out/last.weights.h5`` if it exists (same split, same seed).
+    criterion : str
+        Validation figure the checkpoint is chosen on: ``"sum"`` (PLCC+SROCC+KROCC) or
+        ``"mae"`` (agreement with the labels; ``convert adapt``).
+    max_eval : int, optional
+        Score at most this many validation and held-out test slices (a fixed random
+        subset of each split; large simulated sets). Training images are held as
+        float16 (half the memory; crops go back to float32).
     labels : path, optional
         Label file as ``deltaiqa-lite evaluate --labels`` reads it (LDCTIQAC JSON or CSV).
     image_window : (centre, width) in HU, optional
@@ -159,9 +167,13 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
     log(f"finetune: {len(train_items)} train / {len(val_items)} validation / {len(test_items)} "
         f"held-out test slices, disjoint by {site.group_by}")
     (out / "split.json").write_text(json.dumps(split_record(site, split, seed), indent=1))
-    x_train, s_train = site.arrays(train_items)
-    x_val, s_val = site.arrays(val_items)
-    x_test, s_test = site.arrays(test_items)
+    val_eval, test_eval = evaluation_subset(val_items, max_eval, seed), evaluation_subset(test_items, max_eval, seed)
+    if max_eval is not None:
+        log(f"finetune: scoring {len(val_eval)} of {len(val_items)} validation and {len(test_eval)} of "
+            f"{len(test_items)} held-out test slices (fixed random subsets)")
+    x_train, s_train = site.arrays(train_items, dtype=np.float16)
+    x_val, s_val = site.arrays(val_eval)
+    x_test, s_test = site.arrays(test_eval)
     y_train = np.stack([fuzzy_label(s) for s in s_train])
 
     model = load_model(weights)
@@ -190,7 +202,8 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
     start = time.perf_counter()
     history = _train_reference(model, predict, x_train, y_train, x_val, s_val, out, preset, seed,
                                time_budget_s, log, patience=patience,
-                               initial_best=None if start_weights else before["validation"]["sum"])
+                               initial_best=None if start_weights else before["validation"][criterion],
+                               criterion=criterion)
     from convert.train.model import load_weights_h5
     load_weights_h5(model, out / "best.weights.h5")
     after = {"validation": quality_metrics(expected_score(predict(x_val)), s_val),
@@ -201,7 +214,7 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
     simulation = site.folder / "simulation.json" if site.folder is not None else None
     simulated = simulation is not None and simulation.exists()
     report = {
-        "settings": {"preset": "finetune", **asdict(preset), "patience": patience,
+        "settings": {"preset": "finetune", **asdict(preset), "patience": patience, "criterion": criterion,
                      "time_budget_s": time_budget_s},
         "seed": seed,
         "data": site.data[0] if len(site.data) == 1 else site.data,
@@ -211,7 +224,9 @@ def finetune(weights: str | Path, data: str | os.PathLike | Sequence[str | os.Pa
                       "label_sd": round(float(np.std([i.score for i in items])), 3),
                       **site.record()},
         "splits": {"train": len(train_items), "validation": len(val_items), "test": len(test_items),
-                   "disjoint_by": "phantom" if simulated else site.group_by},
+                   "disjoint_by": "phantom" if simulated else site.group_by,
+                   **({"scored": {"validation": len(val_eval), "test": len(test_eval)}}
+                      if max_eval is not None else {})},
         "before": before,
         "validation": after["validation"],
         "test": after["test"],

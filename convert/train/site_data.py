@@ -107,11 +107,11 @@ class SiteData:
     def name(self, item: LabelledSlice) -> str:
         return self.names[item]
 
-    def arrays(self, items: Sequence[LabelledSlice]) -> tuple[np.ndarray, np.ndarray]:
-        """Images ``[N, 512, 512, 1]`` float32 in [0, 1] and mean scores ``[N]`` of ``items``."""
+    def arrays(self, items: Sequence[LabelledSlice], dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """Images ``[N, 512, 512, 1]`` in [0, 1] (``dtype``) and mean scores ``[N]`` of ``items``."""
         if self.planes is None:
-            return load_arrays(list(items))
-        images = np.stack([self.planes[item] for item in items])[..., None]
+            return load_arrays(list(items), dtype=dtype)
+        images = np.stack([self.planes[item] for item in items])[..., None].astype(dtype, copy=False)
         return images, np.array([item.score for item in items], dtype=np.float32)
 
     def report_lines(self) -> list[str]:

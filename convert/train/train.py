@@ -165,12 +165,15 @@ def _random_crops(images: np.ndarray, index: np.ndarray, crop: int, flips: bool,
 
 def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, preset: Preset, seed: int,
                      time_budget_s: float | None, log, *, patience: int | None = None,
-                     initial_best: float | None = None) -> list[dict]:
-    """Steps of ``preset``; checkpoint on the best validation sum.
+                     initial_best: float | None = None, criterion: str = "sum") -> list[dict]:
+    """Steps of ``preset``; checkpoint on the best validation ``criterion``.
 
-    ``initial_best`` is the validation sum of the weights the model starts
-    from (fine-tuning): a checkpoint must beat it. ``patience`` stops after that
-    many evaluations without a better sum (early stopping).
+    ``criterion`` is ``"sum"`` (PLCC+SROCC+KROCC, higher is better) or ``"mae"``
+    (mean |score - label|, lower is better: agreement with the label, what
+    ``convert adapt`` selects on). ``initial_best`` is the criterion of the
+    weights the model starts from (fine-tuning): a checkpoint must beat it.
+    ``patience`` stops after that many evaluations without a better value
+    (early stopping).
     """
     import keras
 
@@ -179,7 +182,8 @@ def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, 
                                        weight_decay=preset.weight_decay)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy")
     history: list[dict] = []
-    best = -math.inf if initial_best is None else initial_best
+    sign = {"sum": 1.0, "mae": -1.0}[criterion]
+    best = -math.inf if initial_best is None else sign * initial_best
     since_best = 0
     start = time.perf_counter()
     step = 0
@@ -202,8 +206,8 @@ def _train_reference(model, predict, x_train, y_train, x_val, s_val, out: Path, 
                 history.append(entry)
                 losses = []
                 model.save_weights(out / "last.weights.h5")
-                if val["sum"] > best:
-                    best = val["sum"]
+                if sign * val[criterion] > best:
+                    best = sign * val[criterion]
                     model.save_weights(out / "best.weights.h5")
                     entry["best"] = True
                     since_best = 0

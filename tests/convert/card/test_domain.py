@@ -137,7 +137,7 @@ def test_every_simulator_region_has_body_parts():
     ({"summary": {"version": 2}, "slices": []}, "has no slices"),
     ({"summary": {"version": 2}, "slices": [{"file": "0000.tif", "region": "head", "fov_mm": 250.0}]},
      "slice 0000.tif lacks water_equivalent_diameter_mm"),
-    ({"summary": {"version": 3}, "slices": [{}]}, "summary.version is 3; expected 1 or 2"),
+    ({"summary": {"version": 4}, "slices": [{}]}, "summary.version is 4; expected 1, 2 or 3"),
     ({"summary": {}, "slices": [{"phantom": 0}]}, "summary has no seed"),
 ])
 def test_unusable_simulation_json_is_refused(simulation, message):
@@ -199,3 +199,12 @@ def test_training_record_of_a_site_finetune_over_several_folders(tmp_path):
     record = training_record(tmp_path / "deltaiqa.weights.h5")
     assert record["source"] == "python -m convert finetune"
     assert "domain" not in record and "data" not in record
+
+
+def test_v3_domain_comes_from_its_slices_like_v2():
+    slices = [{"file": "00000.tif", "region": "head", "water_equivalent_diameter_mm": 180.0, "fov_mm": 250.0},
+              {"file": "00001.tif", "region": "abdomen", "water_equivalent_diameter_mm": 448.0, "fov_mm": 500.0}]
+    found = domain.training_domain({"summary": {"version": 3, "settings": {"regions": ["head", "abdomen"]}},
+                                    "slices": slices})
+    assert found["simulator_version"] == 3 and found["regions"] == ["head", "abdomen"]
+    assert found["water_equivalent_diameter_mm"] == [170.0, 458.0] and found["head"] is True

@@ -88,3 +88,17 @@ def test_split_is_disjoint_by_group_and_reproducible(tmp_path):
     assert (len(val), len(test)) == (20, 20)
     assert split_by_group(items, seed=0) == (train, val, test)
     assert split_by_group(items, seed=1) != (train, val, test)
+
+
+def test_evaluation_subset_is_a_fixed_random_subset_in_order():
+    from pathlib import Path
+
+    from convert.sim.data import LabelledSlice, evaluation_subset
+
+    items = [LabelledSlice(Path(f"{k:05d}.tif"), 0, 2.0, f"phantom-{k // 10}") for k in range(100)]
+    subset = evaluation_subset(items, 20, seed=0)
+    assert len(subset) == 20 and len(set(subset)) == 20
+    assert subset == sorted(subset, key=lambda i: i.path.name)           # original order kept
+    assert subset == evaluation_subset(items, 20, seed=0)                 # same seed, same subset
+    assert subset != evaluation_subset(items, 20, seed=1)
+    assert evaluation_subset(items, None) == items and evaluation_subset(items, 500) == items
