@@ -27,11 +27,13 @@ __all__ = [
     "GMAC_PER_SLICE",
     "SERIES_SYNTAXES",
     "Budget",
+    "CliRun",
     "InferenceRun",
     "PreprocessRun",
     "SeriesRun",
     "StageCosts",
     "Timing",
+    "bench_cli",
     "bench_inference",
     "bench_preprocessing",
     "bench_series",
@@ -471,6 +473,87 @@ def bench_series(scorer, folder: str | os.PathLike, *, runs: int = 3, budget: Bu
         run.bound_ratio = run.bound_slices_per_s / inference_rate
         run.of_bound = series_rate / run.bound_slices_per_s
     return run
+
+
+_STARTUP_PROBE = """
+import json, sys, time
+started = time.perf_counter()
+from deltaiqa_lite.score import Scorer
+imported = time.perf_counter()
+scorer = Scorer(sys.argv[1], provider=sys.argv[2])
+loaded = time.perf_counter()
+scorer.score_file(sys.argv[3])
+first = time.perf_counter()
+print(json.dumps({"import_s": imported - started, "model_load_s": loaded - imported, "first_call_s": first - loaded}))
+"""
+
+
+@dataclass
+class CliRun:
+    """``deltaiqa-lite score FOLDER`` as a user runs it, split into start-up and steady state.
+
+    ``one_file_s`` is a fresh process scoring one file (interpreter start,
+    imports, model load, first call, writing); ``folder_s`` the same on the
+    whole folder. The steady rate is the extra slices over the extra time,
+    ``(slices - 1) / (folder_s - one_file_s)``: what the CLI sustains once
+    started. ``startup`` splits a fresh process's start-up in-process: import,
+    model load (card, session) and the first scored file.
+    """
+
+    slices: int
+    runs: int
+    folder_s: float
+    one_file_s: float
+    startup: dict
+    whole_slices_per_s: float
+    steady_slices_per_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench_cli(folder: str | os.PathLike, *, model: str = "int8", provider: str = "cpu", runs: int = 2,
+              python: str | None = None) -> CliRun:
+    """Time fresh ``python -m deltaiqa_lite score`` processes on one file and on ``folder`` (medians).
+
+    The processes inherit this environment (the same install); results go to
+    the null device. Runs alternate between the one-file and the folder
+    process, after one untimed run of each to warm the page cache.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from deltaiqa_lite.read import expand_paths
+
+    python = python or sys.executable
+    files = expand_paths([folder])
+    base = [python, "-m", "deltaiqa_lite", "score", "--model", str(model), "--provider", provider,
+            "--json", "-o", os.devnull, "--no-progress"]
+
+    def timed(command: list[str]) -> tuple[float, str]:
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[:6])} ... exited {done.returncode}: {done.stderr[-600:]}")
+        return wall, done.stdout
+
+    one, whole, probes = [], [], []
+    for index in range(max(1, runs) + 1):
+        one_s, _ = timed(base + [str(files[0])])
+        whole_s, _ = timed(base + [str(folder)])
+        _, probe = timed([python, "-c", _STARTUP_PROBE, str(model), provider, str(files[0])])
+        if index:
+            one.append(one_s)
+            whole.append(whole_s)
+            probes.append(json.loads(probe.strip().splitlines()[-1]))
+    one_file_s, folder_s = float(np.median(one)), float(np.median(whole))
+    startup = {key: float(np.median([p[key] for p in probes])) for key in probes[0]}
+    extra = folder_s - one_file_s
+    return CliRun(slices=len(files), runs=len(one), folder_s=folder_s, one_file_s=one_file_s, startup=startup,
+                  whole_slices_per_s=len(files) / folder_s,
+                  steady_slices_per_s=(len(files) - 1) / extra if extra > 0 else float("nan"))
 
 
 # Transfer syntaxes the suite writes; "dcmtk" ones need DCMTK's command-line tools.
