@@ -3,6 +3,9 @@
 Measures inference per model x provider x threads x batch size and,
 optionally, end-to-end scoring of a folder of DICOM files (``--series``) or of
 a series generated from given templates (``--generate N --template FILE``).
+A series prints its rate beside the bound this machine allows (the CPU time
+of every stage outside inference, measured; ``docs/benchmarks.md``), and with
+``--cli`` the command-line tool's start-up and steady rate.
 The fuller suite with the Keras baseline, install sizes and compute ceilings
 is ``python -m benchmarks run`` in a source checkout.
 """
@@ -38,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write an N-slice series from --template files and time it")
     parser.add_argument("--template", nargs="+", default=None, metavar="DICOM",
                         help="single-frame CT DICOM files the generated series copies pixels from")
-    parser.add_argument("--no-cli", action="store_true",
-                        help="with --series/--generate: skip timing fresh 'deltaiqa-lite score' processes")
+    parser.add_argument("--cli", action="store_true",
+                        help="with --series/--generate: also time fresh 'deltaiqa-lite score' processes, "
+                             "split into start-up and steady state")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             record = {"folder": folder, **series.to_dict()}
             if not args.json:
                 print(_series_lines(folder, series), flush=True)
-            if not args.no_cli:
+            if args.cli:
                 cli = bench_cli(folder, model=args.model[0], provider=args.provider[0], runs=1 if args.quick else 2)
                 record["cli"] = cli.to_dict()
                 if not args.json:
