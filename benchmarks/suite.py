@@ -494,9 +494,11 @@ def ratios(results: dict) -> dict:
     out["cli_series_vs_inference"] = cli["ratio"] if cli else None
     out["cli_steady_vs_inference"] = cli.get("steady_ratio") if cli else None
     out["series_bound"] = api.get("bound_ratio") if api else None
+    out["series_share_bound"] = api.get("share_bound_ratio") if api else None
     compressed = _find(results.get("series", {}).get("runs", []), syntax="jpeg-lossless", api="Scorer.score_series")
     out["series_jpeg_lossless_vs_inference"] = compressed["ratio"] if compressed else None
     out["series_jpeg_lossless_bound"] = compressed.get("bound_ratio") if compressed else None
+    out["series_jpeg_lossless_share_bound"] = compressed.get("share_bound_ratio") if compressed else None
     ours = results.get("install", {}).get("cold_start", {})
     theirs = results.get("keras", {}).get("cold_start", {})
     out["cold_start_speedup"] = ratio(theirs.get("first_output_s"), ours.get("first_output_s"))

@@ -207,11 +207,14 @@ class PipelineDefaults:
     reader_threads: int
 
 
-# Chosen by measurement (benchmarks/defaults.py; table and method in docs/benchmarks.md):
-# CPUs this process may use -> settings. Counts not measured take the row below them.
+# Chosen by measurement (benchmarks/defaults.py and the suite's what-ifs; tables and method in
+# docs/benchmarks.md): CPUs this process may use -> settings. 2 CPUs: the quiet Zen 4 run
+# scored a series fastest with spinning on, 2 readers, batch 8 (60.8 slices/s; spinning off
+# 56.4, 1 reader 59.6, batch 16 56.0). 1 CPU: one intra-op thread has no pool to spin, and the
+# contended runs could not tell readers or batch sizes apart, so they stay as they were.
 MEASURED_DEFAULTS: dict[int, PipelineDefaults] = {
-    1: PipelineDefaults(threads=1, spinning=False, batch_size=8, reader_threads=2),
-    2: PipelineDefaults(threads=2, spinning=False, batch_size=8, reader_threads=2),
+    1: PipelineDefaults(threads=1, spinning=None, batch_size=8, reader_threads=2),
+    2: PipelineDefaults(threads=2, spinning=True, batch_size=8, reader_threads=2),
 }
 # Above the measured counts: onnxruntime's thread choice and spinning, as before.
 UNMEASURED_DEFAULTS = PipelineDefaults(threads=None, spinning=None, batch_size=8, reader_threads=2)

@@ -118,7 +118,7 @@ def _series_lines(folder: str, series) -> str:
     return (f"series {folder}: {series.slices} slices, {series.series_slices_per_s:.1f} slices/s end to end vs "
             f"{series.inference_slices_per_s:.1f} inference alone ({series.ratio:.0%}); bound on {series.cpus} "
             f"CPU(s) {series.bound_slices_per_s:.1f} slices/s ({series.bound_ratio:.0%} of inference): "
-            f"{series.of_bound:.0%} of the bound\n"
+            f"{series.of_bound:.0%} of the bound; at inference's own CPU share {series.share_bound_ratio:.0%}\n"
             f"  CPU ms per slice outside inference (one thread): {parts} = {stages['total_ms']:.1f}; "
             f"inference {series.inference_cpu_ms:.1f} CPU ms per slice")
 

@@ -131,6 +131,8 @@ def test_bench_series_scores_every_file(tiny_model, tmp_path):
     assert run.bound_ratio == pytest.approx(run.bound_slices_per_s / run.inference_slices_per_s)
     assert run.of_bound == pytest.approx(run.series_slices_per_s / run.bound_slices_per_s)
     assert run.inference_cpu_ms > 0 and run.peak_rss_mb > 0
+    assert run.share_bound_ratio == pytest.approx(run.inference_cpu_ms / (run.inference_cpu_ms
+                                                                          + run.stages["total_ms"]))
 
 
 def test_series_bound_is_the_cpu_or_the_inference_limit():
@@ -159,7 +161,7 @@ def test_cli_bench_prints_the_bound_beside_the_ratio(tiny_model, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "3 slices" in out and "inference alone" in out
-    assert "bound on" in out and "of the bound" in out
+    assert "bound on" in out and "of the bound" in out and "at inference's own CPU share" in out
     assert "CPU ms per slice outside inference (one thread): read " in out and "physics " in out
 
 
