@@ -292,14 +292,14 @@ class Scorer:
         A shipped model or an ONNX file honouring the model contract.
     provider : {"auto", "cpu", "openvino", "tensorrt", "cuda"}, default "auto"
     threads : int, optional
-        onnxruntime intra-op threads (default: onnxruntime's choice).
-    batch_size : int, default 8
-        Slices per inference call.
+        onnxruntime intra-op threads (default: by CPU count, see Notes).
+    batch_size : int, optional
+        Slices per inference call (default: by CPU count; 8 today).
     strict_provider : bool, default False
         Raise :class:`~deltaiqa_lite.errors.ProviderError` instead of warning
         when the session does not run on the requested provider.
-    reader_threads : int, default 2
-        Threads reading and preprocessing files ahead of inference.
+    reader_threads : int, optional
+        Threads reading and preprocessing files ahead of inference (default: by CPU count; 2 today).
     image_window : (centre, width), optional
         Window of plain images (PNG, JPEG, integer TIFF) so they can be scored.
     cache_dir : path, optional
@@ -314,6 +314,8 @@ class Scorer:
         Whether onnxruntime's idle intra-op threads spin; None takes the default
         for this CPU count (:func:`pipeline_defaults`).
 
+    Notes
+    -----
     ``threads``, ``batch_size``, ``reader_threads`` and ``spinning`` left at
     None take :func:`pipeline_defaults` for the CPUs this process may use:
     the settings that scored a series fastest when measured
