@@ -239,7 +239,10 @@ def _fake_results(int8_ms: float, tf_ms: float, predict_ms: float) -> dict:
                                        {"mode": "model.predict", "batch": 1, "per_slice": {"p50_ms": predict_ms}}]},
                   "cold_start": {"first_output_s": 3.6, "peak_rss_mb": 600.0}, "environment": {"size_mb": 2000.0}},
         "install": {"cold_start": {"first_output_s": 0.4, "peak_rss_mb": 100.0}, "venv": {"size_mb": 240.0}},
-        "series": {"runs": [{"syntax": "explicit-le", "api": "Scorer.score_series", "ratio": 0.9}]},
+        "series": {"runs": [{"syntax": "explicit-le", "api": "Scorer.score_series", "ratio": 0.9,
+                             "bound_ratio": 1.0, "share_bound_ratio": 0.92},
+                            {"syntax": "explicit-le", "api": "deltaiqa-lite score FOLDER", "ratio": 0.6,
+                             "steady_ratio": 0.85}]},
         "ceiling": {"best": {"int8@2": {"gmac_per_s": 800.0}, "int8@any": {"gmac_per_s": 1000.0},
                              "fp32@2": {"gmac_per_s": 200.0}, "fp32@any": {"gmac_per_s": 200.0}}},
     }
@@ -257,9 +260,12 @@ def test_ratios_and_targets_from_one_run():
     assert values["int8_ceiling_fraction"] == pytest.approx(250 * 5.33 / 1000)
     assert values["int8_ceiling_fraction_all_cores"] == pytest.approx(125 * 5.33 / 800)
     assert values["fp32_ceiling_fraction"] == pytest.approx(25 * 5.33 / 200)
-    assert values["cli_series_vs_inference"] is None
+    assert (values["cli_series_vs_inference"], values["cli_steady_vs_inference"]) == (0.6, 0.85)
+    assert (values["series_bound"], values["series_share_bound"]) == (1.0, 0.92)
+    assert values["series_jpeg_lossless_vs_inference"] is None and values["series_jpeg_lossless_bound"] is None
     met = {row["key"]: row["met"] for row in targets(values)}
     assert met == {"int8_vs_tf_function": True, "int8_vs_model_predict": False, "series_vs_inference": True,
+                   "series_jpeg_lossless_vs_inference": None,
                    "cold_start_speedup": True, "peak_rss_fraction": True, "env_size_fraction": True,
                    "int8_ceiling_fraction": True}
 
