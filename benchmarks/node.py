@@ -126,11 +126,12 @@ def _sop_uids(files: list[Path]) -> dict[str, str]:
 STORESCU_OPTIONS = {"jpeg-lossless": ["-xs"]}
 
 
-def run_serve(folder: Path, uids: dict[str, str], model: str, work: Path, syntax: str = "explicit-le") -> dict:
+def run_serve(folder: Path, uids: dict[str, str], model: str, work: Path, syntax: str = "explicit-le",
+              extra: tuple[str, ...] = ()) -> dict:
     storescu = shutil.which("storescu")
     if storescu is None:
         raise RuntimeError("DCMTK storescu is not on PATH")
-    node = Node(work, ["serve", "--port", "0", "--allow", "SCANNER", "--queue-size", "1024"], model)
+    node = Node(work, ["serve", "--port", "0", "--allow", "SCANNER", "--queue-size", "1024", *extra], model)
     try:
         err = node.wait_for("listening on ")
         address = err.split("listening on ", 1)[1].split()[0]
@@ -172,10 +173,11 @@ def run_serve(folder: Path, uids: dict[str, str], model: str, work: Path, syntax
             "summary": err.strip().splitlines()[-1]}
 
 
-def run_watch(folder: Path, uids: dict[str, str], model: str, work: Path, syntax: str = "explicit-le") -> dict:
+def run_watch(folder: Path, uids: dict[str, str], model: str, work: Path, syntax: str = "explicit-le",
+              extra: tuple[str, ...] = ()) -> dict:
     watched = work / "incoming"
     watched.mkdir()
-    node = Node(work, ["watch", str(watched), "--settle", "1", "--poll", "0.5", "-q"], model)
+    node = Node(work, ["watch", str(watched), "--settle", "1", "--poll", "0.5", "-q", *extra], model)
     try:
         node.wait_for("watching")
         copied: dict[str, float] = {}
@@ -244,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--syntax", nargs="+", default=["explicit-le", "jpeg-lossless"])
     parser.add_argument("--model", default="int8")
     parser.add_argument("--skip", nargs="*", default=[], choices=("serve", "watch"))
+    parser.add_argument("--node-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for both nodes, e.g. --node-arg=--batch-size --node-arg=32")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--note", default="The machine was shared with other jobs (contended).")
     args = parser.parse_args(argv)
@@ -251,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     from deltaiqa_lite.engine.bench import write_series
 
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_facts(),
-               "load_before": load_average(), "note": args.note, "objects": args.objects, "runs": []}
+               "load_before": load_average(), "note": args.note, "objects": args.objects,
+               "node_args": args.node_arg, "runs": []}
     with tempfile.TemporaryDirectory(prefix="deltaiqa-node-") as work:
         for syntax in args.syntax:
             folder = Path(work) / f"series-{syntax}"
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 place = Path(work) / f"{key}-{syntax}"
                 place.mkdir()
-                run[key] = body(folder, uids, args.model, place, syntax)
+                run[key] = body(folder, uids, args.model, place, syntax, tuple(args.node_arg))
                 figures = run[key]
                 latency = figures.get("success_to_row") or figures.get("copy_to_row")
                 print(f"{syntax}: {key} scored {figures['scored_per_s']:.1f} objects/s "
