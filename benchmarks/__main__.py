@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                      help="before each section wait up to SECONDS for other processes to go quiet "
                           "(< 0.15 CPUs over 5 s); each section records what others used anyway")
+    run.add_argument("--series-slices", type=int, default=240, metavar="N",
+                     help="files in each generated series of the series section (default 240)")
     run.add_argument("--note", action="append", default=[], help="a note written into the results")
     args = parser.parse_args(argv)
     extra = {}
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (REPO / "build" / "bench-smoke" if args.smoke else REPO / "benchmarks" / "results")
     config = Config(out=out, smoke=args.smoke, models_dir=args.models, weights=args.weights, skip=set(args.skip),
                     build_python=args.build_python, create_venvs=not args.no_create_venvs,
-                    extra_models=extra, wait_quiet_s=args.wait_quiet)
+                    extra_models=extra, wait_quiet_s=args.wait_quiet, series_slices=args.series_slices)
     results = run_suite(config, notes=args.note)
     failed = [name for name, section in results.items() if isinstance(section, dict) and "error" in section]
     print(f"results in {out}: results.json, results.md, latency.png; wall {results['wall_s']} s", file=sys.stderr)

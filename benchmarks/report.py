@@ -139,10 +139,32 @@ def markdown(results: dict) -> str:
     if _why(series):
         lines.append(f"- {_why(series)}")
     else:
-        lines += ["| syntax | path | slices | slices/s | pure inference slices/s | ratio |", "|---|---|---|---|---|---|"]
+        lines += ["| syntax | path | slices | slices/s | pure inference slices/s | ratio | bound (idle cores) "
+                  "| of bound | bound at inference's CPU share |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for run in series["runs"]:
             lines.append(f"| {run['syntax']} | {run['api']} | {run['slices']} | {_f(run['series_slices_per_s'])} | "
-                         f"{_f(run['inference_slices_per_s'])} | {_f(run['ratio'], 2)} |")
+                         f"{_f(run['inference_slices_per_s'])} | {_f(run['ratio'], 2)} | "
+                         f"{_f(run.get('bound_ratio'), 2)} | {_f(run.get('of_bound'), 2)} | "
+                         f"{_f(run.get('share_bound_ratio'), 2)} |")
+            if run.get("steady_ratio") is not None:
+                startup = run.get("startup", {})
+                lines.append(f"| {run['syntax']} | CLI steady state (start-up {_f(run.get('one_file_s'), 2)} s: "
+                             f"import {_f(startup.get('import_s'), 2)}, model load "
+                             f"{_f(startup.get('model_load_s'), 2)}, first call {_f(startup.get('first_call_s'), 2)}) "
+                             f"| | {_f(run.get('steady_slices_per_s'))} | {_f(run['inference_slices_per_s'])} | "
+                             f"{_f(run['steady_ratio'], 2)} | | | |")
+        stage_rows = [run for run in series["runs"] if run.get("stages")]
+        if stage_rows:
+            lines += ["", "CPU milliseconds per slice outside inference (one thread each), inference CPU per slice, "
+                      "and the bound they give (`series_bound`):", "",
+                      "| syntax | read | decode | preprocess | physics | output | total | inference CPU | CPUs |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for run in stage_rows:
+                st = run["stages"]
+                lines.append(f"| {run['syntax']} | {_f(st['read_ms'])} | {_f(st['decode_ms'])} | "
+                             f"{_f(st['preprocess_ms'])} | {_f(st['physics_ms'])} | {_f(st['output_ms'])} | "
+                             f"{_f(st['total_ms'])} | {_f(run.get('inference_cpu_ms'))} | {run.get('cpus')} |")
         what_if = series.get("what_if", [])
         if what_if:
             lines += ["", "What-if diagnostics (same uncompressed series, one setting changed; not the "

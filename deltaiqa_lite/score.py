@@ -31,7 +31,8 @@ from deltaiqa_lite.read import Slice, expand_paths, read_slices
 from deltaiqa_lite.read.series import group_series
 
 __all__ = ["Scorer", "SliceResult", "SeriesResult", "likert_from_probabilities",
-           "summarise_series", "summarise_scores", "group_results", "prepare_slice", "read_file"]
+           "summarise_series", "summarise_scores", "group_results", "prepare_slice", "read_file",
+           "PipelineDefaults", "pipeline_defaults", "usable_cpus"]
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -196,6 +197,47 @@ def group_results(results: Iterable[SliceResult], flag_below: float | None = Non
     return [summarise_series(uid, members, flag_below) for uid, members in group_series(results)]
 
 
+@dataclass(frozen=True)
+class PipelineDefaults:
+    """Scorer settings for one CPU count; None leaves the choice to onnxruntime."""
+
+    threads: int | None
+    spinning: bool | None
+    batch_size: int
+    reader_threads: int
+
+
+# Chosen by measurement (benchmarks/defaults.py and the suite's what-ifs; tables and method in
+# docs/benchmarks.md): CPUs this process may use -> settings. 2 CPUs: the quiet Zen 4 run
+# scored a series fastest with spinning on, 2 readers, batch 8 (60.8 slices/s; spinning off
+# 56.4, 1 reader 59.6, batch 16 56.0). 1 CPU: one intra-op thread has no pool to spin, and the
+# contended runs could not tell readers or batch sizes apart, so they stay as they were.
+MEASURED_DEFAULTS: dict[int, PipelineDefaults] = {
+    1: PipelineDefaults(threads=1, spinning=None, batch_size=8, reader_threads=2),
+    2: PipelineDefaults(threads=2, spinning=True, batch_size=8, reader_threads=2),
+}
+# Above the measured counts: onnxruntime's thread choice and spinning, as before.
+UNMEASURED_DEFAULTS = PipelineDefaults(threads=None, spinning=None, batch_size=8, reader_threads=2)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pipeline_defaults(cpus: int | None = None) -> PipelineDefaults:
+    """The measured :class:`PipelineDefaults` for ``cpus`` (default: :func:`usable_cpus`)."""
+    cpus = usable_cpus() if cpus is None else int(cpus)
+    if cpus in MEASURED_DEFAULTS:
+        return MEASURED_DEFAULTS[cpus]
+    if cpus > max(MEASURED_DEFAULTS):
+        return UNMEASURED_DEFAULTS
+    return MEASURED_DEFAULTS[min(MEASURED_DEFAULTS)]
+
+
 @dataclass
 class _Prepared:
     """One read file: its slices' identities and planes, or its error."""
@@ -250,14 +292,14 @@ class Scorer:
         A shipped model or an ONNX file honouring the model contract.
     provider : {"auto", "cpu", "openvino", "tensorrt", "cuda"}, default "auto"
     threads : int, optional
-        onnxruntime intra-op threads (default: onnxruntime's choice).
-    batch_size : int, default 8
-        Slices per inference call.
+        onnxruntime intra-op threads (default: by CPU count, see Notes).
+    batch_size : int, optional
+        Slices per inference call (default: by CPU count; 8 today).
     strict_provider : bool, default False
         Raise :class:`~deltaiqa_lite.errors.ProviderError` instead of warning
         when the session does not run on the requested provider.
-    reader_threads : int, default 2
-        Threads reading and preprocessing files ahead of inference.
+    reader_threads : int, optional
+        Threads reading and preprocessing files ahead of inference (default: by CPU count; 2 today).
     image_window : (centre, width), optional
         Window of plain images (PNG, JPEG, integer TIFF) so they can be scored.
     cache_dir : path, optional
@@ -268,6 +310,16 @@ class Scorer:
     physics : bool, default True
         Measure noise level, water-equivalent diameter and SSDE of each slice
         (:mod:`deltaiqa_lite.physics`) in the reader threads, beside the score.
+    spinning : bool, optional
+        Whether onnxruntime's idle intra-op threads spin; None takes the default
+        for this CPU count (:func:`pipeline_defaults`).
+
+    Notes
+    -----
+    ``threads``, ``batch_size``, ``reader_threads`` and ``spinning`` left at
+    None take :func:`pipeline_defaults` for the CPUs this process may use:
+    the settings that scored a series fastest when measured
+    (``docs/benchmarks.md``).
 
     Examples
     --------
@@ -276,21 +328,27 @@ class Scorer:
     """
 
     def __init__(self, model: str | os.PathLike = "int8", *, provider: str = "auto",
-                 threads: int | None = None, batch_size: int = 8, strict_provider: bool = False,
-                 reader_threads: int = 2, image_window: tuple[float, float] | None = None,
+                 threads: int | None = None, batch_size: int | None = None, strict_provider: bool = False,
+                 reader_threads: int | None = None, image_window: tuple[float, float] | None = None,
                  cache_dir: str | os.PathLike | None = None, accept: Sequence[str] = (),
-                 physics: bool = True) -> None:
+                 physics: bool = True, spinning: bool | None = None) -> None:
         from deltaiqa_lite.model.loaded import load_model
         from deltaiqa_lite.read.policy import normalise_accept
 
+        defaults = pipeline_defaults()
+        batch_size = defaults.batch_size if batch_size is None else batch_size
+        threads = defaults.threads if threads is None else threads
+        spinning = defaults.spinning if spinning is None else spinning
+        reader_threads = defaults.reader_threads if reader_threads is None else reader_threads
         if batch_size < 1:
             raise DeltaIQAError(f"batch_size must be >= 1, got {batch_size}")
         self.reader_threads = max(1, int(reader_threads))
+        self.spinning = spinning
         self.image_window = image_window
         self.accept: frozenset[str] = normalise_accept(accept)
         self.physics = bool(physics)
         loaded = load_model(model, provider=provider, threads=threads, batch_size=int(batch_size),
-                            strict_provider=strict_provider, cache_dir=cache_dir)
+                            strict_provider=strict_provider, cache_dir=cache_dir, spinning=spinning)
         self.model_path: Path = loaded.model_path
         self.card: dict = loaded.card
         self.preprocessing: Preprocessing = loaded.preprocessing

@@ -3,6 +3,9 @@
 Measures inference per model x provider x threads x batch size and,
 optionally, end-to-end scoring of a folder of DICOM files (``--series``) or of
 a series generated from given templates (``--generate N --template FILE``).
+A series prints its rate beside the bound this machine allows (the CPU time
+of every stage outside inference, measured; ``docs/benchmarks.md``), and with
+``--cli`` the command-line tool's start-up and steady rate.
 The fuller suite with the Keras baseline, install sizes and compute ceilings
 is ``python -m benchmarks run`` in a source checkout.
 """
@@ -38,12 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write an N-slice series from --template files and time it")
     parser.add_argument("--template", nargs="+", default=None, metavar="DICOM",
                         help="single-frame CT DICOM files the generated series copies pixels from")
+    parser.add_argument("--cli", action="store_true",
+                        help="with --series/--generate: also time fresh 'deltaiqa-lite score' processes, "
+                             "split into start-up and steady state")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from deltaiqa_lite.engine.bench import (
         Budget,
+        bench_cli,
         bench_inference,
         bench_series,
         cpu_count,
@@ -86,10 +93,15 @@ def run(args: argparse.Namespace) -> int:
         for folder in folders:
             scorer = Scorer(args.model[0], provider=args.provider[0])
             series = bench_series(scorer, folder, runs=1 if args.quick else 3, budget=budget)
-            series_runs.append({"folder": folder, **series.to_dict()})
+            record = {"folder": folder, **series.to_dict()}
             if not args.json:
-                print(f"series {folder}: {series.slices} slices, {series.series_slices_per_s:.1f} slices/s end to "
-                      f"end vs {series.inference_slices_per_s:.1f} inference alone ({series.ratio:.0%})", flush=True)
+                print(_series_lines(folder, series), flush=True)
+            if args.cli:
+                cli = bench_cli(folder, model=args.model[0], provider=args.provider[0], runs=1 if args.quick else 2)
+                record["cli"] = cli.to_dict()
+                if not args.json:
+                    print(_cli_line(cli, series.inference_slices_per_s), flush=True)
+            series_runs.append(record)
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -97,3 +109,24 @@ def run(args: argparse.Namespace) -> int:
         json.dump({"inference": [r.to_dict() for r in runs], "series": series_runs}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     return 0
+
+
+def _series_lines(folder: str, series) -> str:
+    stages = series.stages
+    parts = ", ".join(f"{name} {stages[name + '_ms']:.1f}" for name in
+                      ("read", "decode", "preprocess", "physics", "output"))
+    return (f"series {folder}: {series.slices} slices, {series.series_slices_per_s:.1f} slices/s end to end vs "
+            f"{series.inference_slices_per_s:.1f} inference alone ({series.ratio:.0%}); bound on {series.cpus} "
+            f"CPU(s) {series.bound_slices_per_s:.1f} slices/s ({series.bound_ratio:.0%} of inference): "
+            f"{series.of_bound:.0%} of the bound; at inference's own CPU share {series.share_bound_ratio:.0%}\n"
+            f"  CPU ms per slice outside inference (one thread): {parts} = {stages['total_ms']:.1f}; "
+            f"inference {series.inference_cpu_ms:.1f} CPU ms per slice")
+
+
+def _cli_line(cli, inference_slices_per_s: float) -> str:
+    startup = cli.startup
+    return (f"  CLI 'deltaiqa-lite score': start-up {cli.one_file_s:.2f} s for one file (in-process: import "
+            f"{startup['import_s']:.2f} s, model load {startup['model_load_s']:.2f} s, first call "
+            f"{startup['first_call_s']:.2f} s), steady {cli.steady_slices_per_s:.1f} slices/s "
+            f"({cli.steady_slices_per_s / inference_slices_per_s:.0%} of inference); whole folder "
+            f"{cli.whole_slices_per_s:.1f} slices/s")

@@ -27,13 +27,18 @@ __all__ = [
     "GMAC_PER_SLICE",
     "SERIES_SYNTAXES",
     "Budget",
+    "CliRun",
     "InferenceRun",
     "PreprocessRun",
     "SeriesRun",
+    "StageCosts",
     "Timing",
+    "bench_cli",
     "bench_inference",
     "bench_preprocessing",
     "bench_series",
+    "bench_stages",
+    "series_bound",
     "cpu_count",
     "make_session",
     "time_calls",
@@ -283,8 +288,116 @@ def bench_preprocessing(paths: Sequence[str | os.PathLike], syntax: str, preproc
 # -- end to end --------------------------------------------------------------
 
 @dataclass
+class StageCosts:
+    """CPU time per slice of the work around inference, each stage alone on one thread.
+
+    ``read_ms`` is header parsing, the selection policy checks and the HU
+    conversion (``read_slices`` less the pixel decode), ``decode_ms`` the pixel
+    decode alone (``pydicom.pixels.pixel_array`` of a dataset already read),
+    ``preprocess_ms`` window + crop + resize, ``physics_ms`` the physics
+    measures, ``output_ms`` building the result records (``Scorer._results``
+    with the physics flags). Medians over files, in CPU milliseconds of the
+    calling thread (``time.thread_time``): waiting for a busy core does not
+    count, so the figures hold on a contended machine as well.
+    """
+
+    files: int
+    slices: int
+    read_ms: float
+    decode_ms: float
+    preprocess_ms: float
+    physics_ms: float
+    output_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.read_ms + self.decode_ms + self.preprocess_ms + self.physics_ms + self.output_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "total_ms": self.total_ms}
+
+
+def bench_stages(scorer, paths: Sequence[str | os.PathLike], passes: int = 2) -> StageCosts:
+    """Time each stage outside inference on ``paths`` (one thread, files in the page cache).
+
+    Uses the scorer's preprocessing, selection policy and training domain, so
+    the stages are the ones :meth:`Scorer.score_series` runs. Physics is timed
+    even when the scorer has it switched off (then it is 0 in the pipeline:
+    pass ``physics=False`` scorers to see the figure without it).
+    """
+    import pydicom
+
+    from deltaiqa_lite.model.preprocess import prepare_slice
+    from deltaiqa_lite.read import read_slices
+    from deltaiqa_lite.score import measure
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("no files to time")
+    probabilities = np.full((1, 5), 0.2, dtype=np.float32)
+    stages: dict[str, list[float]] = {k: [] for k in ("read", "decode", "preprocess", "physics", "output")}
+    slices = 0
+    for index in range(passes + 1):   # pass 0 warms decoders, imports and the page cache
+        for path in paths:
+            clock = time.thread_time
+            dataset = pydicom.dcmread(path)
+            start = clock()
+            pydicom.pixels.pixel_array(dataset)
+            decode = clock() - start
+            start = clock()
+            items = list(read_slices(path, image_window=scorer.image_window, accept=scorer.accept))
+            read = clock() - start
+            start = clock()
+            for item in items:
+                prepare_slice(item, scorer.preprocessing)
+            preprocess = clock() - start
+            start = clock()
+            measured = [measure(item) for item in items] if scorer.physics else [None] * len(items)
+            physics = clock() - start
+            start = clock()
+            for item, measurement in zip(items, measured):
+                scorer._results([item], probabilities, [measurement])
+            output = clock() - start
+            if index == 0:
+                continue
+            count = max(1, len(items))
+            slices += len(items)
+            stages["decode"].append(decode / count)
+            stages["read"].append(max(0.0, read - decode) / count)
+            stages["preprocess"].append(preprocess / count)
+            stages["physics"].append(physics / count)
+            stages["output"].append(output / count)
+    median = {k: float(np.median(v) * 1e3) for k, v in stages.items()}
+    return StageCosts(files=len(paths), slices=slices // passes, read_ms=median["read"],
+                      decode_ms=median["decode"], preprocess_ms=median["preprocess"],
+                      physics_ms=median["physics"], output_ms=median["output"])
+
+
+def series_bound(inference_wall_ms: float, inference_cpu_ms: float, outside_cpu_ms: float,
+                 cpus: int) -> float:
+    """Slices per second no pipeline can beat on ``cpus`` cores (see ``docs/benchmarks.md``).
+
+    Every slice costs ``inference_cpu_ms`` of CPU in the session (spinning
+    included) and ``outside_cpu_ms`` around it; ``cpus`` cores supply at most
+    ``cpus`` CPU-seconds per second, and inference cannot run faster than its
+    own wall time per slice. The bound is the smaller of the two rates.
+    """
+    cpu_rate = 1e3 * cpus / (inference_cpu_ms + outside_cpu_ms)
+    return min(1e3 / inference_wall_ms, cpu_rate)
+
+
+@dataclass
 class SeriesRun:
-    """Scoring a series from files on disk against pure inference with the same session settings."""
+    """Scoring a series from files on disk against pure inference with the same session settings.
+
+    ``bound_slices_per_s`` is :func:`series_bound` from ``stages`` and the
+    inference CPU time; ``bound_ratio`` the bound over pure inference (the best
+    ``ratio`` any pipeline could show on these cores, idle) and ``of_bound`` the
+    measured rate over the bound. ``share_bound_ratio`` is the same bound for
+    a pipeline that gets only the CPU time pure inference got,
+    ``inference_cpu / (inference_cpu + outside)``: on a shared machine, where
+    the cores are not ours, this is the ratio to compare with.
+    """
 
     slices: int
     batch: int
@@ -295,23 +408,43 @@ class SeriesRun:
     inference_slices_per_s: float  # Scorer.predict on prepared batches, same batch size
     ratio: float               # series / inference
     runs: int
+    cpus: int = 1
+    spinning: bool | None = None
+    inference_cpu_ms: float = float("nan")   # process CPU time per slice during pure inference
+    stages: dict = field(default_factory=dict)
+    bound_slices_per_s: float = float("nan")
+    bound_ratio: float = float("nan")
+    of_bound: float = float("nan")
+    share_bound_ratio: float = float("nan")
+    peak_rss_mb: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def bench_series(scorer, folder: str | os.PathLike, *, runs: int = 3, budget: Budget = Budget()) -> SeriesRun:
+def bench_series(scorer, folder: str | os.PathLike, *, runs: int = 3, budget: Budget = Budget(),
+                 stages: bool = True) -> SeriesRun:
     """End-to-end ``Scorer.score_series(folder)`` throughput vs ``Scorer.predict`` throughput.
 
     Both use the same scorer (session, threads, batch size). The first
-    series run is a warm-up (decoder imports, page cache).
+    series run is a warm-up (decoder imports, page cache). Series runs and
+    inference measurements alternate, so that a machine whose load changes
+    affects both alike. With ``stages`` the work outside inference is timed
+    too (:func:`bench_stages`) and the throughput bound derived from it.
     """
+    import resource
+
     from deltaiqa_lite.read import expand_paths
 
     files = expand_paths([folder])
     count = None
     scorer.score_series(folder)
-    times = []
+    size = scorer.preprocessing.input_size
+    planes = np.random.default_rng(0).random((scorer.batch_size, size, size, 1), dtype=np.float32)
+    times, inference_rates, inference_cpu = [], [], []
+    part = Budget(warmup=1, min_calls=max(3, budget.min_calls // max(1, runs)),
+                  min_seconds=budget.min_seconds / max(1, runs), max_calls=budget.max_calls,
+                  max_seconds=budget.max_seconds / max(1, runs))
     for _ in range(max(1, runs)):
         start = time.perf_counter()
         series = scorer.score_series(folder)
@@ -320,16 +453,112 @@ def bench_series(scorer, folder: str | os.PathLike, *, runs: int = 3, budget: Bu
         failed = sum(s.n_failed for s in series)
         if failed:
             raise RuntimeError(f"{folder}: {failed} of {len(files)} slices failed while benchmarking")
-    size = scorer.preprocessing.input_size
-    planes = np.random.default_rng(0).random((scorer.batch_size, size, size, 1), dtype=np.float32)
-    inference = time_calls(lambda: scorer.predict(planes), budget, items_per_call=scorer.batch_size)
+        cpu_before = time.process_time()
+        inference = time_calls(lambda: scorer.predict(planes), part, items_per_call=scorer.batch_size)
+        cpu_spent = time.process_time() - cpu_before
+        inference_rates.append(inference.throughput)
+        # Warm-up calls are few and as costly as timed ones: spread the CPU over all calls made.
+        inference_cpu.append(cpu_spent / ((inference.calls + part.warmup) * scorer.batch_size))
     series_s = float(np.median(times))
     series_rate = count / series_s
-    threads = scorer.session.get_session_options().intra_op_num_threads or cpu_count()
-    return SeriesRun(slices=int(count), batch=scorer.batch_size, threads=int(threads),
-                     reader_threads=scorer.reader_threads, series_s=series_s, series_slices_per_s=series_rate,
-                     inference_slices_per_s=inference.throughput, ratio=series_rate / inference.throughput,
-                     runs=len(times))
+    inference_rate = float(np.median(inference_rates))
+    cpus = cpu_count()
+    threads = scorer.session.get_session_options().intra_op_num_threads or cpus
+    run = SeriesRun(slices=int(count), batch=scorer.batch_size, threads=int(threads),
+                    reader_threads=scorer.reader_threads, series_s=series_s, series_slices_per_s=series_rate,
+                    inference_slices_per_s=inference_rate, ratio=series_rate / inference_rate,
+                    runs=len(times), cpus=cpus, spinning=getattr(scorer, "spinning", None),
+                    inference_cpu_ms=float(np.median(inference_cpu) * 1e3),
+                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if stages:
+        costs = bench_stages(scorer, files[:min(len(files), 40)])
+        run.stages = costs.to_dict()
+        run.bound_slices_per_s = series_bound(1e3 / inference_rate, run.inference_cpu_ms, costs.total_ms, cpus)
+        run.bound_ratio = run.bound_slices_per_s / inference_rate
+        run.of_bound = series_rate / run.bound_slices_per_s
+        run.share_bound_ratio = run.inference_cpu_ms / (run.inference_cpu_ms + costs.total_ms)
+    return run
+
+
+_STARTUP_PROBE = """
+import json, sys, time
+started = time.perf_counter()
+from deltaiqa_lite.score import Scorer
+imported = time.perf_counter()
+scorer = Scorer(sys.argv[1], provider=sys.argv[2])
+loaded = time.perf_counter()
+scorer.score_file(sys.argv[3])
+first = time.perf_counter()
+print(json.dumps({"import_s": imported - started, "model_load_s": loaded - imported, "first_call_s": first - loaded}))
+"""
+
+
+@dataclass
+class CliRun:
+    """``deltaiqa-lite score FOLDER`` as a user runs it, split into start-up and steady state.
+
+    ``one_file_s`` is a fresh process scoring one file (interpreter start,
+    imports, model load, first call, writing); ``folder_s`` the same on the
+    whole folder. The steady rate is the extra slices over the extra time,
+    ``(slices - 1) / (folder_s - one_file_s)``: what the CLI sustains once
+    started. ``startup`` splits a fresh process's start-up in-process: import,
+    model load (card, session) and the first scored file.
+    """
+
+    slices: int
+    runs: int
+    folder_s: float
+    one_file_s: float
+    startup: dict
+    whole_slices_per_s: float
+    steady_slices_per_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench_cli(folder: str | os.PathLike, *, model: str = "int8", provider: str = "cpu", runs: int = 2,
+              python: str | None = None) -> CliRun:
+    """Time fresh ``python -m deltaiqa_lite score`` processes on one file and on ``folder`` (medians).
+
+    The processes inherit this environment (the same install); results go to
+    the null device. Runs alternate between the one-file and the folder
+    process, after one untimed run of each to warm the page cache.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from deltaiqa_lite.read import expand_paths
+
+    python = python or sys.executable
+    files = expand_paths([folder])
+    base = [python, "-m", "deltaiqa_lite", "score", "--model", str(model), "--provider", provider,
+            "--json", "-o", os.devnull, "--no-progress"]
+
+    def timed(command: list[str]) -> tuple[float, str]:
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[:6])} ... exited {done.returncode}: {done.stderr[-600:]}")
+        return wall, done.stdout
+
+    one, whole, probes = [], [], []
+    for index in range(max(1, runs) + 1):
+        one_s, _ = timed(base + [str(files[0])])
+        whole_s, _ = timed(base + [str(folder)])
+        _, probe = timed([python, "-c", _STARTUP_PROBE, str(model), provider, str(files[0])])
+        if index:
+            one.append(one_s)
+            whole.append(whole_s)
+            probes.append(json.loads(probe.strip().splitlines()[-1]))
+    one_file_s, folder_s = float(np.median(one)), float(np.median(whole))
+    startup = {key: float(np.median([p[key] for p in probes])) for key in probes[0]}
+    extra = folder_s - one_file_s
+    return CliRun(slices=len(files), runs=len(one), folder_s=folder_s, one_file_s=one_file_s, startup=startup,
+                  whole_slices_per_s=len(files) / folder_s,
+                  steady_slices_per_s=(len(files) - 1) / extra if extra > 0 else float("nan"))
 
 
 # Transfer syntaxes the suite writes; "dcmtk" ones need DCMTK's command-line tools.

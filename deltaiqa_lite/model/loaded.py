@@ -32,7 +32,7 @@ class LoadedModel:
 
 def load_model(model: str | os.PathLike, *, provider: str = "auto", threads: int | None = None,
                batch_size: int = 8, strict_provider: bool = False,
-               cache_dir: str | os.PathLike | None = None) -> LoadedModel:
+               cache_dir: str | os.PathLike | None = None, spinning: bool | None = None) -> LoadedModel:
     """Resolve ``model`` ("int8", "fp32" or a path), read its card and make its session."""
     model_path = resolve_model(model)
     card = read_card(model_path)
@@ -41,7 +41,7 @@ def load_model(model: str | os.PathLike, *, provider: str = "auto", threads: int
     session, session_info = create_session(
         model_path, provider=provider, threads=threads, precision=precision,
         batch_size=batch_size, input_size=preprocessing.input_size,
-        strict_provider=strict_provider, cache_dir=cache_dir)
+        strict_provider=strict_provider, cache_dir=cache_dir, spinning=spinning)
     return LoadedModel(model_path=model_path, card=card, preprocessing=preprocessing,
                        class_labels=list(card["class_labels"]), precision=precision,
                        model_name=f"{card.get('name', model_path.stem)}-{precision}",

@@ -57,8 +57,9 @@ def window_hu(hu: np.ndarray, centre: float = DEFAULT_WINDOW_CENTRE_HU,
               width: float = DEFAULT_WINDOW_WIDTH_HU) -> np.ndarray:
     """Map HU linearly so that ``centre - width/2 .. centre + width/2`` -> 0..1, clipped."""
     low = centre - width / 2.0
-    unit = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(width)
-    return np.clip(unit, 0.0, 1.0).astype(np.float32, copy=False)
+    unit = np.asarray(hu, dtype=np.float32) - np.float32(low)  # a new array: the rest works in place
+    unit /= np.float32(width)
+    return np.clip(unit, 0.0, 1.0, out=unit)
 
 
 def centre_crop_square(image: np.ndarray) -> np.ndarray:

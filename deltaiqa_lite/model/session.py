@@ -134,7 +134,8 @@ class SessionInfo:
 
 def create_session(model_path: str | os.PathLike, *, provider: str = "auto", threads: int | None = None,
                    precision: str = "fp32", batch_size: int = 8, input_size: int = 512,
-                   strict_provider: bool = False, cache_dir: str | os.PathLike | None = None):
+                   strict_provider: bool = False, cache_dir: str | os.PathLike | None = None,
+                   spinning: bool | None = None):
     """Create an onnxruntime session and check which provider really runs it.
 
     Parameters
@@ -152,6 +153,10 @@ def create_session(model_path: str | os.PathLike, *, provider: str = "auto", thr
         Raise instead of warning when the session fell back to another provider.
     cache_dir : path, optional
         TensorRT engine cache (default :func:`trt_cache_dir`).
+    spinning : bool, optional
+        Whether idle intra-op threads spin (``session.intra_op.allow_spinning``);
+        None keeps onnxruntime's default (on). Spinning threads burn the CPU
+        time that reader threads on the same cores need.
 
     Returns
     -------
@@ -182,6 +187,8 @@ def create_session(model_path: str | os.PathLike, *, provider: str = "auto", thr
             raise ProviderError(f"threads must be >= 1, got {threads}")
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     # Let onnxruntime's own log stay quiet (warnings and up): fallbacks are reported by us.
     options.log_severity_level = 3
     cache = Path(cache_dir) if cache_dir is not None else None

@@ -537,7 +537,9 @@ def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str],
             hu = np.asarray(apply_modality_lut(stored[frame], ds), dtype=np.float32)
         else:
             slope, intercept = rescale
-            hu = stored[frame].astype(np.float32) * np.float32(slope) + np.float32(intercept)
+            hu = stored[frame].astype(np.float32)  # a new array: scale it in place, no temporaries
+            hu *= np.float32(slope)
+            hu += np.float32(intercept)
         if padding is not None:
             hu[padding[frame]] = AIR_HU
         hu, spacing = display_orientation(hu, iop, _spacing(name, ds, frame))

@@ -24,8 +24,11 @@ from PIL import Image
 from deltaiqa_lite.engine.bench import (
     Budget,
     Timing,
+    bench_cli,
     bench_inference,
     bench_series,
+    bench_stages,
+    series_bound,
     time_calls,
     write_series,
 )
@@ -119,6 +122,59 @@ def test_bench_series_scores_every_file(tiny_model, tmp_path):
     assert (run.slices, run.batch, run.runs) == (6, 4, 1)
     assert run.series_slices_per_s == pytest.approx(6 / run.series_s)
     assert run.ratio == pytest.approx(run.series_slices_per_s / run.inference_slices_per_s)
+    # The bound comes from the measured stage costs and inference CPU, and the ratios from the bound.
+    assert set(run.stages) == {"files", "slices", "read_ms", "decode_ms", "preprocess_ms", "physics_ms",
+                               "output_ms", "total_ms"}
+    assert run.bound_slices_per_s == pytest.approx(series_bound(
+        1e3 / run.inference_slices_per_s, run.inference_cpu_ms, run.stages["total_ms"], run.cpus))
+    assert run.bound_slices_per_s <= run.inference_slices_per_s * (1 + 1e-9)
+    assert run.bound_ratio == pytest.approx(run.bound_slices_per_s / run.inference_slices_per_s)
+    assert run.of_bound == pytest.approx(run.series_slices_per_s / run.bound_slices_per_s)
+    assert run.inference_cpu_ms > 0 and run.peak_rss_mb > 0
+    assert run.share_bound_ratio == pytest.approx(run.inference_cpu_ms / (run.inference_cpu_ms
+                                                                          + run.stages["total_ms"]))
+
+
+def test_series_bound_is_the_cpu_or_the_inference_limit():
+    # 2 cores: 20 CPU ms of inference + 4 outside per slice -> 2000 / 24 slices/s, below 1000 / 10.
+    assert series_bound(10.0, 20.0, 4.0, 2) == pytest.approx(2000 / 24)
+    # Spare cores: nothing beats inference's own wall time per slice.
+    assert series_bound(10.0, 10.0, 0.5, 4) == pytest.approx(100.0)
+    assert series_bound(10.0, 10.0, 30.0, 1) == pytest.approx(25.0)
+
+
+def test_bench_stages_times_each_stage_of_every_slice(tiny_model, tmp_path):
+    files = write_series(tmp_path / "series", 3, EXAMPLES, seed=1)
+    costs = bench_stages(Scorer(tiny_model, provider="cpu"), files, passes=2)
+    assert (costs.files, costs.slices) == (3, 3)
+    parts = [costs.read_ms, costs.decode_ms, costs.preprocess_ms, costs.physics_ms, costs.output_ms]
+    assert all(value >= 0 for value in parts) and costs.decode_ms > 0 and costs.physics_ms > 0
+    assert costs.total_ms == pytest.approx(sum(parts))
+    assert costs.to_dict()["total_ms"] == pytest.approx(costs.total_ms)
+    with pytest.raises(ValueError, match="no files to time"):
+        bench_stages(Scorer(tiny_model, provider="cpu"), [])
+
+
+def test_cli_bench_prints_the_bound_beside_the_ratio(tiny_model, capsys):
+    code = main(["bench", "--model", str(tiny_model), "--quick", "--batch-size", "2", "--threads", "1",
+                 "--generate", "3", "--template", str(EXAMPLES[0])])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 slices" in out and "inference alone" in out
+    assert "bound on" in out and "of the bound" in out and "at inference's own CPU share" in out
+    assert "CPU ms per slice outside inference (one thread): read " in out and "physics " in out
+
+
+@pytest.mark.slow
+def test_bench_cli_splits_start_up_from_the_steady_rate(tiny_model, tmp_path):
+    write_series(tmp_path / "series", 4, EXAMPLES, seed=1)
+    cli = bench_cli(tmp_path / "series", model=str(tiny_model), runs=1)
+    assert (cli.slices, cli.runs) == (4, 1)
+    assert set(cli.startup) == {"import_s", "model_load_s", "first_call_s"}
+    assert all(value > 0 for value in cli.startup.values())
+    assert cli.whole_slices_per_s == pytest.approx(4 / cli.folder_s)
+    if cli.folder_s > cli.one_file_s:
+        assert cli.steady_slices_per_s == pytest.approx(3 / (cli.folder_s - cli.one_file_s))
 
 
 @pytest.mark.filterwarnings("ignore:Expected implicit VR:UserWarning")
@@ -183,7 +239,10 @@ def _fake_results(int8_ms: float, tf_ms: float, predict_ms: float) -> dict:
                                        {"mode": "model.predict", "batch": 1, "per_slice": {"p50_ms": predict_ms}}]},
                   "cold_start": {"first_output_s": 3.6, "peak_rss_mb": 600.0}, "environment": {"size_mb": 2000.0}},
         "install": {"cold_start": {"first_output_s": 0.4, "peak_rss_mb": 100.0}, "venv": {"size_mb": 240.0}},
-        "series": {"runs": [{"syntax": "explicit-le", "api": "Scorer.score_series", "ratio": 0.9}]},
+        "series": {"runs": [{"syntax": "explicit-le", "api": "Scorer.score_series", "ratio": 0.9,
+                             "bound_ratio": 1.0, "share_bound_ratio": 0.92},
+                            {"syntax": "explicit-le", "api": "deltaiqa-lite score FOLDER", "ratio": 0.6,
+                             "steady_ratio": 0.85}]},
         "ceiling": {"best": {"int8@2": {"gmac_per_s": 800.0}, "int8@any": {"gmac_per_s": 1000.0},
                              "fp32@2": {"gmac_per_s": 200.0}, "fp32@any": {"gmac_per_s": 200.0}}},
     }
@@ -201,9 +260,12 @@ def test_ratios_and_targets_from_one_run():
     assert values["int8_ceiling_fraction"] == pytest.approx(250 * 5.33 / 1000)
     assert values["int8_ceiling_fraction_all_cores"] == pytest.approx(125 * 5.33 / 800)
     assert values["fp32_ceiling_fraction"] == pytest.approx(25 * 5.33 / 200)
-    assert values["cli_series_vs_inference"] is None
+    assert (values["cli_series_vs_inference"], values["cli_steady_vs_inference"]) == (0.6, 0.85)
+    assert (values["series_bound"], values["series_share_bound"]) == (1.0, 0.92)
+    assert values["series_jpeg_lossless_vs_inference"] is None and values["series_jpeg_lossless_bound"] is None
     met = {row["key"]: row["met"] for row in targets(values)}
     assert met == {"int8_vs_tf_function": True, "int8_vs_model_predict": False, "series_vs_inference": True,
+                   "series_jpeg_lossless_vs_inference": None,
                    "cold_start_speedup": True, "peak_rss_fraction": True, "env_size_fraction": True,
                    "int8_ceiling_fraction": True}
 

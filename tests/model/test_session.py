@@ -119,3 +119,13 @@ def test_unloadable_model(tmp_path):
     path.write_bytes(b"\x08\x07")  # valid protobuf prefix, not a model graph
     with pytest.raises(ModelError, match=r"broken\.onnx: onnxruntime cannot load it"):
         create_session(path, provider="cpu")
+
+
+def test_spinning_is_set_only_when_asked(tiny_model):
+    key = "session.intra_op.allow_spinning"
+    for spinning, expected in ((True, "1"), (False, "0")):
+        session, _ = create_session(tiny_model, provider="cpu", threads=2, spinning=spinning)
+        assert session.get_session_options().get_session_config_entry(key) == expected
+    session, _ = create_session(tiny_model, provider="cpu", threads=2)
+    with pytest.raises(RuntimeError, match="does not have configuration with key"):  # onnxruntime's default
+        session.get_session_options().get_session_config_entry(key)

@@ -20,7 +20,7 @@ pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdico
 pytest.importorskip("cryptography", reason="the test makes its certificates with cryptography")
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import Verification
 from qa_builders import dcmtk_tool, write_ct
 from tls_certs import make_certs
 
