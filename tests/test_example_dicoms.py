@@ -60,3 +60,19 @@ def test_score_reads_the_dose_report_beside_the_images(tiny_model: Path):
     assert "examples-dose/dose-report.dcm: CT dose report of study" in done.stderr
     assert "total DLP 17.1 mGy.cm, 5 CT acquisitions" in done.stderr
     assert "dose-report" not in done.stdout and "dose-100.dcm" in done.stdout
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_streaming_score_reads_the_dose_report_too(tiny_model: Path, tmp_path: Path, suffix: str):
+    """Streamed to a file, the report is not a failed row either: exit 0, no row, its DLP on stderr."""
+    output = tmp_path / f"scores{suffix}"
+    done = subprocess.run([sys.executable, "-m", "deltaiqa_lite", "score", "--model", str(tiny_model),
+                           "--output", str(output), "--no-progress", "examples/dose-100.dcm", "examples-dose/"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert "examples-dose/dose-report.dcm: CT dose report of study" in done.stderr
+    assert "total DLP 17.1 mGy.cm, 5 CT acquisitions" in done.stderr
+    assert "wrote 1 slices" in done.stderr and "0 failed" in done.stderr
+    written = output.read_text(encoding="utf-8")
+    assert "dose-report" not in written and "dose-100.dcm" in written

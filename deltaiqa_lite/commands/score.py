@@ -113,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if _streaming(args):
         return _run_streaming(args)
 
-    from deltaiqa_lite.score import Scorer, group_results
     from deltaiqa_lite.output.write import run_header, write_results
+    from deltaiqa_lite.read.rdsr import dose_report_line, split_dose_reports
+    from deltaiqa_lite.score import Scorer, group_results
 
     if args.sr is not None:
         from deltaiqa_lite.output.sr import _hd
@@ -168,43 +169,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or sr_failed else 0
 
 
-def split_dose_reports(results: list) -> tuple[list, list]:
-    """The results without the CT Radiation Dose SRs given beside the images, and those reports parsed.
-
-    A dose report is not a slice to score: its refusal ("not an image") is
-    replaced by its dose (:mod:`deltaiqa_lite.read.rdsr`), reported apart.
-    """
-    from deltaiqa_lite.errors import InputError
-    from deltaiqa_lite.read.rdsr import read_rdsr
-
-    kept, reports = [], []
-    for result in results:
-        if result.ok or result.refused_kind is None or "Radiation Dose SR" not in (result.error or ""):
-            kept.append(result)
-            continue
-        try:
-            reports.append(read_rdsr(result.path))
-        except InputError:
-            kept.append(result)
-    return kept, reports
-
-
-def dose_report_line(report) -> str:
-    """One line about a dose report: study, total DLP, acquisitions, problems."""
-    total = "-" if report.total_dlp_mgy_cm is None else f"{report.total_dlp_mgy_cm:.1f} mGy.cm"
-    line = (f"{report.path}: CT dose report of study {report.study_instance_uid}: total DLP {total}, "
-            f"{len(report.acquisitions)} CT acquisitions")
-    if report.problems:
-        line += "; " + "; ".join(report.problems)
-    return line
-
-
 def _run_streaming(args: argparse.Namespace) -> int:
     import time
 
     from deltaiqa_lite.read.names import display_text
 
     from deltaiqa_lite.engine import Progress, score_to_file
+    from deltaiqa_lite.read.rdsr import dose_report_line
 
     if args.engine == "ray":
         from deltaiqa_lite.engine.ray import RayEngine
@@ -245,6 +216,8 @@ def _run_streaming(args: argparse.Namespace) -> int:
         engine.close()
     if tty and not args.no_progress:
         sys.stderr.write("\n")
+    for report in summary.dose_reports:
+        print(f"deltaiqa-lite: {dose_report_line(report)}", file=sys.stderr)
     for result in summary.failed_written:
         print(f"deltaiqa-lite: {display_text(result.error or '')}", file=sys.stderr)
     for repeat in summary.duplicates:

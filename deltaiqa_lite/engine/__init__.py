@@ -22,6 +22,7 @@ from deltaiqa_lite.engine.inputs import Duplicate, count_inputs, iter_inputs
 from deltaiqa_lite.engine.output import OUTPUT_SUFFIXES, open_writer
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.read.names import display_text
+from deltaiqa_lite.read.rdsr import RadiationDoseReport, split_dose_reports
 from deltaiqa_lite.score import SeriesResult, SliceResult
 
 __all__ = ["Engine", "RunSummary", "Progress", "score_to_file", "OUTPUT_SUFFIXES"]
@@ -67,6 +68,9 @@ class RunSummary:
     #: Inputs given more than once (scored once): the first ``keep_failed`` of them, and how many.
     duplicates: list[Duplicate] = field(default_factory=list)
     n_duplicates: int = 0
+    #: CT Radiation Dose SRs given among the inputs: read, not scored, not written as rows
+    #: (the first ``keep_failed`` of them).
+    dose_reports: list[RadiationDoseReport] = field(default_factory=list)
 
     @property
     def n_failed(self) -> int:
@@ -85,7 +89,9 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
     paths : sequence of paths
         Files, folders (walked) and manifests (see :mod:`.inputs`).
     output : path
-        Written as results come; per-series summaries after the slices.
+        Written as results come; per-series summaries after the slices. A CT
+        Radiation Dose SR among the inputs is not a row: it is read into
+        ``RunSummary.dose_reports``.
     engine : LocalEngine or RayEngine
     resume : bool
         Keep the rows already in ``output`` and score only inputs not in it
@@ -133,6 +139,8 @@ def score_to_file(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
             if done_paths:
                 # Belt and braces: a row already in the output is never written twice.
                 rows = [r for r in rows if display_text(r.path) not in done_paths]
+            rows, reports = split_dose_reports(rows)
+            summary.dose_reports.extend(reports[:max(0, keep_failed - len(summary.dose_reports))])
             writer.write(rows)
             files_done += files
             summary.slices_written += len(rows)

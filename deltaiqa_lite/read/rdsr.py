@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from deltaiqa_lite.errors import InputError, RefusedInput
+from deltaiqa_lite.read.names import display_text
 
 XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
 ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
@@ -198,3 +200,43 @@ def read_rdsr(path: str | Path) -> RadiationDoseReport:
     except Exception as error:
         raise InputError(str(path), f"not a readable DICOM file: {error}") from error
     return parse_rdsr(dataset, str(path))
+
+
+#: How the readers name the SOP classes that may hold a dose report in a refusal.
+_DOSE_CLASS_NAMES = tuple(UID(uid).name for uid in RDSR_SOP_CLASSES)
+
+
+def split_dose_reports(results: list) -> tuple[list, list[RadiationDoseReport]]:
+    """The results without the CT Radiation Dose SRs given beside the images, and those reports parsed.
+
+    A dose report is not a slice to score: its refusal ("not an image") is
+    replaced by its dose, reported apart. An SR of one of
+    :data:`RDSR_SOP_CLASSES` that is not a dose report (an Enhanced SR of
+    something else) stays a refusal.
+
+    Parameters
+    ----------
+    results : list of SliceResult
+        Anything with ``ok``, ``refused_kind``, ``error`` and ``path``.
+    """
+    kept, reports = [], []
+    for result in results:
+        error = result.error or ""
+        if result.ok or result.refused_kind is None or not any(n in error for n in _DOSE_CLASS_NAMES):
+            kept.append(result)
+            continue
+        try:
+            reports.append(read_rdsr(result.path))
+        except InputError:
+            kept.append(result)
+    return kept, reports
+
+
+def dose_report_line(report: RadiationDoseReport) -> str:
+    """One line about a dose report: file, study, total DLP, acquisitions, problems (escaped for display)."""
+    total = "-" if report.total_dlp_mgy_cm is None else f"{report.total_dlp_mgy_cm:.1f} mGy.cm"
+    line = (f"{report.path}: CT dose report of study {report.study_instance_uid}: total DLP {total}, "
+            f"{len(report.acquisitions)} CT acquisitions")
+    if report.problems:
+        line += "; " + "; ".join(report.problems)
+    return display_text(line)
