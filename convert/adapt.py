@@ -7,8 +7,8 @@ to any slice. So the shipped weights adapt to the site's anatomy, scanners
 and kernels like this:
 
 1. read every file with the runtime's readers (``deltaiqa_lite.read``); keep
-   CT slices whose global noise level (:func:`deltaiqa_lite.physics.global_noise_level`)
-   can be measured; refuse, with one line, data with fewer than
+   CT slices whose global noise level can be measured (the level the scorer
+   shows: :func:`deltaiqa_lite.physics.measure_slice`, over brain tissue for a head); refuse, with one line, data with fewer than
    ``MIN_USABLE_SLICES`` such slices;
 2. estimate the site's noise texture: the normalised radial noise power
    spectrum of flat soft-tissue patches, matched to the nearest simulator
@@ -94,13 +94,20 @@ def nearest_kernel(profile: np.ndarray) -> tuple[str, dict[str, float]]:
     return min(distances, key=distances.get), distances
 
 
+def site_noise_hu(hu: np.ndarray, spacing, ctdi_phantom: str | None, body_part: str | None) -> tuple[float | None, str | None]:
+    """The global noise level the scorer shows for this slice (a head over brain tissue), and why none."""
+    from deltaiqa_lite.physics import measure_slice
+
+    found = measure_slice(hu, spacing, ctdi_phantom=ctdi_phantom, body_part=body_part).finish(None)
+    return found.noise_hu, found.physics_note
+
+
 class AdaptData:
     """The usable site slices: HU planes, groups, regions, native noise, and what was refused."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], log=print):
         from convert.train.site_data import _group
         from deltaiqa_lite.errors import InputError
-        from deltaiqa_lite.physics import global_noise_level
         from deltaiqa_lite.read import expand_paths, read_slices
 
         self.paths = [str(p) for p in paths]
@@ -121,14 +128,15 @@ class AdaptData:
                 if item.unit is not None:
                     self.refused.append(f"{name}: already windowed (LDCTIQAC TIFF); adaptation needs HU")
                     continue
-                level = global_noise_level(item.hu, item.pixel_spacing_mm)
-                if level.noise_hu is None:
-                    self.refused.append(f"{name}: no noise level ({level.note})")
+                native, note = site_noise_hu(item.hu, item.pixel_spacing_mm, item.ctdi_phantom, item.body_part)
+                if native is None:
+                    self.refused.append(f"{name}: no noise level ({note})")
                     continue
                 group = _group(path, item.sop_instance_uid is not None or item.series_uid is not None)
                 self.slices.append({"name": name, "hu": np.asarray(item.hu, dtype=np.float32),
-                                    "spacing": item.pixel_spacing_mm, "native_hu": float(level.noise_hu),
-                                    "group": group, "region": _region(getattr(item, "body_part", None))})
+                                    "spacing": item.pixel_spacing_mm, "native_hu": native,
+                                    "ctdi_phantom": item.ctdi_phantom, "body_part": item.body_part,
+                                    "group": group, "region": _region(item.body_part)})
         self.files = len(files)
         for line in self.refused:
             log(f"adapt: refused: {line}")
@@ -154,12 +162,12 @@ def make_samples(data: AdaptData, kernel: str, samples_per_slice: int, seed: int
     """Noisy copies of every slice, labelled by the rule on their measured global noise level.
 
     Returns a :class:`convert.train.site_data.SiteData` (planes in memory; groups by patient,
-    series or file) and one record per copy.
+    series or file) and one record per copy. A copy whose noise level cannot be measured
+    (very noisy ones) has no label: it is recorded with the reason and not trained on.
     """
     from convert.sim.simulate_v3 import shaped_noise
     from convert.train.site_data import SiteData
     from deltaiqa_lite.model.preprocess import prepare_hu
-    from deltaiqa_lite.physics import global_noise_level
     from deltaiqa_lite.physics.label_rule import likert_label
 
     groups = {s["group"] for s in data.slices}
@@ -175,8 +183,12 @@ def make_samples(data: AdaptData, kernel: str, samples_per_slice: int, seed: int
             total = degradation_for_label(float(target), rng)
             inserted = math.sqrt(max(total ** 2 - s["native_hu"] ** 2, 0.0))
             hu = s["hu"] + (shaped_noise(amplitude, rng) * np.float32(inserted) if inserted > 0 else 0.0)
-            measured = global_noise_level(hu, s["spacing"]).noise_hu
+            measured, note = site_noise_hu(hu, s["spacing"], s["ctdi_phantom"], s["body_part"])
             if measured is None:
+                # Past about 100 HU few windows stay within 200 HU of the tissue range: no
+                # value, so no label; the copy is recorded, not trained on.
+                records.append({"slice": s["name"], "region": s["region"], "inserted_sd_hu": round(inserted, 2),
+                                "measured_noise_hu": None, "label": None, "unmeasured": note})
                 continue
             label = likert_label(measured)
             group = f"file {s['name']}" if by_file else s["group"]
@@ -186,8 +198,11 @@ def make_samples(data: AdaptData, kernel: str, samples_per_slice: int, seed: int
             planes[item] = prepare_hu(hu)
             records.append({"slice": s["name"], "region": s["region"], "inserted_sd_hu": round(inserted, 2),
                             "measured_noise_hu": round(float(measured), 2), "label": label})
+    unmeasured = len(records) - len(items)
     log(f"adapt: {len(items)} labelled copies of {len(data.slices)} slices "
-        f"({samples_per_slice} per slice, {kernel} texture), split by "
+        f"({samples_per_slice} per slice, {kernel} texture"
+        + (f"; {unmeasured} copies without a measurable noise level left out" if unmeasured else "")
+        + "), split by "
         f"{'file (fewer than 3 patients)' if by_file else 'patient'}")
     site = SiteData(source="adapt", data=data.paths, items=items, names=names, planes=planes,
                     group_by="file" if by_file else "patient (DICOM Patient ID), else the file's folder",
@@ -265,6 +280,7 @@ def adapt_command(data: Sequence[str | os.PathLike], output: str | os.PathLike, 
                   "labels from the rule on the measured global noise level (convert/adapt.py)",
         "data": site_data.paths, "files": site_data.files, "usable_slices": len(site_data.slices),
         "refused": len(site_data.refused), "copies": len(site.items),
+        "copies_unmeasured": len(records) - len(site.items),
         "samples_per_slice": samples_per_slice, "texture": texture, "group_by": site.group_by,
         "regions": {r: sum(1 for s in site_data.slices if s["region"] == r)
                     for r in sorted({s["region"] for s in site_data.slices})},

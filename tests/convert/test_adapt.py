@@ -62,12 +62,18 @@ def test_copies_are_labelled_by_the_rule_on_their_measured_noise(site):
     # Regions from Body Part Examined; 693_UNCR has none.
     assert sorted(s["region"] for s in data.slices) == ["abdomen", "head", "neck", "unknown"]
     sites, records = adapt.make_samples(data, "standard", 6, seed=0, log=lambda *_: None)
-    assert len(sites.items) == len(records) == 24
+    assert len(records) == 24
+    labelled = [r for r in records if r["label"] is not None]
+    assert len(sites.items) == len(labelled) >= 20
     assert len({i.group for i in sites.items}) == 4              # one group per patient
     from deltaiqa_lite.physics.label_rule import likert_label
-    for record in records:
+    for record in labelled:
         assert record["label"] == likert_label(record["measured_noise_hu"])
-    labels = np.array([r["label"] for r in records])
+    # Only very noisy copies go without a measurable noise level (no window stays homogeneous).
+    for record in records:
+        if record["label"] is None:
+            assert record["inserted_sd_hu"] > 90 and record["unmeasured"], record
+    labels = np.array([r["label"] for r in labelled])
     assert labels.min() <= 1.0 and labels.max() >= 3.0           # spread over the scale
     assert np.mean(labels >= 2.0) > 0.3
 
@@ -85,7 +91,8 @@ def test_adapt_on_public_ct_improves_agreement_on_an_unseen_patient(site, tmp_pa
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     adaptation = metrics["adaptation"]
-    assert adaptation["usable_slices"] == 4 and adaptation["copies"] == 64
+    assert adaptation["usable_slices"] == 4
+    assert adaptation["copies"] + adaptation["copies_unmeasured"] == 64 and adaptation["copies"] >= 56
     card = json.loads((out / "model-card.json").read_text())
     assert card["fp32"]["adaptation"]["usable_slices"] == 4
     # Agreement with the rule improves on a patient the weights never trained on (validation: it
