@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from deltaiqa_lite.output.write import neutralise_cell
 from deltaiqa_lite.qa.log import QALog, SeriesRow, SliceRecord, SREvent
 from deltaiqa_lite.qa.report import ChartRules, GroupReport, QAReport, build_report
 
@@ -345,19 +346,8 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
-    text = str(value)
     # DICOM strings are untrusted: '=HYPERLINK(...)' in a station name must stay text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text):
-        return "'" + text
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return neutralise_cell(str(value))
 
 
 def overview_csv(rows: list[StationRow]) -> str:

@@ -96,3 +96,28 @@ def dcmtk_tool(name: str) -> str | None:
         if "dcmtk" in (out.stdout + out.stderr).lower():
             return candidate
     return None
+
+
+class Clock:
+    """A hand-driven monotonic clock, so settle times need no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write zeros into ``folder/filler`` until the disk is full; the filler's path."""
+    filler = folder / "filler"
+    # Unbuffered: a buffered file would still hold the tail of the last, partial write
+    # and raise ENOSPC again on close (whether it does depends on the free space left).
+    with filler.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ pytest.importorskip("pynetdicom", reason="sending SRs needs the 'net' extra (pyn
 pytest.importorskip("highdicom", reason="SRs need the 'sr' extra (highdicom)")
 
 from pynetdicom import AE, evt
-from qa_builders import write_ct
+from qa_builders import fill_disk, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.output.sr import SRModel
@@ -64,11 +63,6 @@ class SilentPeer:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
-
-
 def _outcomes(folder: Path, scorer: Scorer, log: QALog, n_series: int) -> list:
     paths = []
     for s in range(n_series):
@@ -77,33 +71,6 @@ def _outcomes(folder: Path, scorer: Scorer, log: QALog, n_series: int) -> list:
         assert ds.PatientID
         paths.append(str(folder / f"s{s}.dcm"))
     return Ingestor(scorer, log, source="watch").process(paths)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(descriptor, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-    return filler
 
 
 def test_full_disk_loses_no_sr_and_leaves_no_part_files(tmp_path: Path, small_disk: Path,
@@ -118,7 +85,7 @@ def test_full_disk_loses_no_sr_and_leaves_no_part_files(tmp_path: Path, small_di
             reporter = SeriesReporter(log, MODEL, outbox, small_disk / "series",
                                       series_idle_s=0)
             reporter.note(outcomes[0])  # one series' state saved before the disk fills
-            filler = _fill(small_disk)
+            filler = fill_disk(small_disk)
             for outcome in outcomes[1:]:
                 reporter.note(outcome)  # state cannot be saved: kept in memory
             reporter.run_once()

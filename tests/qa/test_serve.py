@@ -211,11 +211,6 @@ class SlowScorer:
         return self.scorer.score_paths(paths)
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
-
-
 def _server(tmp_path: Path, scorer, log: QALog, **config) -> QAServer:
     server = QAServer(Ingestor(scorer, log, source="serve"),
                       ServeConfig(spool_dir=tmp_path / "spool", port=0, **config))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,17 +19,12 @@ pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdico
 
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
-from qa_builders import MR_IMAGE_STORAGE, ct_dataset, write_ct
+from qa_builders import fill_disk, MR_IMAGE_STORAGE, ct_dataset, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog, QALogError, SliceRecord
 from deltaiqa_lite.qa.serve import QAServer, ServeConfig
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
 
 
 @pytest.fixture
@@ -165,38 +159,9 @@ def test_locked_log_answers_out_of_resources_and_spool_is_rescanned(
 # ------------------------------------------------------------------ 3, 4: full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 2 MiB tmpfs (needs root); the test is skipped where it cannot be mounted."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    # Unbuffered: a buffered file would still hold the tail of the last, partial write
-    # and raise ENOSPC again on close (whether it does depends on the free space left).
-    with filler.open("wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def test_full_disk_log_error_names_the_cause(small_disk: Path) -> None:
     with QALog(small_disk / "qa.sqlite") as log:
-        filler = _fill(small_disk)
+        filler = fill_disk(small_disk)
         records = [SliceRecord(source="serve", status="refused", sop_instance_uid=f"1.2.{k}",
                                reason="x" * 2000) for k in range(2000)]
         with pytest.raises(QALogError) as caught:
@@ -213,7 +178,7 @@ def test_full_disk_answers_out_of_resources_and_keeps_acknowledged(
     with QALog(small_disk / "qa.sqlite", busy_timeout_s=1.0) as log:
         server = _server(tmp_path, scorer, log, rescan_s=0.5, batch_size=4)
         try:
-            filler = _fill(small_disk)
+            filler = fill_disk(small_disk)
             datasets = [ct_dataset(seed=20 + k, size=96) for k in range(12)]
             statuses = _send(scu, server, datasets[:6])
             _wait(lambda: server.log_trouble is not None or log.counts().get("ok", 0) == 6,

@@ -27,11 +27,6 @@ from deltaiqa_lite.qa.log import QALog
 from deltaiqa_lite.qa.serve import QAServer, ServeConfig
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
-
-
 def _scu() -> AE:
     ae = AE(ae_title="SCANNER")
     ae.add_requested_context(CTImageStorage)

@@ -42,11 +42,6 @@ def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
-
-
 def _server(tmp_path: Path, scorer: Scorer, log: QALog, tls: TLSSettings) -> QAServer:
     server = QAServer(Ingestor(scorer, log, source="serve"),
                       ServeConfig(spool_dir=tmp_path / "spool", port=0, tls=tls))

@@ -4,28 +4,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from qa_builders import MR_IMAGE_STORAGE, ct_dataset, write_ct
+from qa_builders import Clock, MR_IMAGE_STORAGE, ct_dataset, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.errors import InputError
 from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog
 from deltaiqa_lite.qa.watch import FolderWatcher
-
-
-class Clock:
-    """A hand-driven monotonic clock, so settle times need no sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
 
 
 def _watcher(folder: Path, log: QALog, scorer: Scorer, clock: Clock, **kwargs) -> FolderWatcher:

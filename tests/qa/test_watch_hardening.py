@@ -9,26 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from qa_builders import write_ct
+from qa_builders import Clock, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.cli import main
 from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog
 from deltaiqa_lite.qa.watch import FolderWatcher, open_for_writing
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
 
 
 def test_writer_pausing_longer_than_settle_is_not_archived_as_failed(

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from qa_builders import write_ct
+from qa_builders import Clock, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.cli import main
@@ -18,19 +18,6 @@ from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog
 from deltaiqa_lite.qa.watch import FolderWatcher
 from deltaiqa_lite.read.names import display_text, path_from_display
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_model: Path) -> Scorer:
-    return Scorer(str(tiny_model), threads=1, batch_size=4)
 
 
 def _raw(folder: Path, name: bytes) -> Path:
