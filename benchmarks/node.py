@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,22 @@ def _sop_uids(files: list[Path]) -> dict[str, str]:
     return {str(f): str(pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID) for f in files}
 
 
+def dcmtk_tool(name: str) -> str | None:
+    """Path of a DCMTK tool; pynetdicom installs scripts of the same name into the venv."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/usr/local/bin"]:
+        candidate = os.path.join(folder, name)
+        if not os.access(candidate, os.X_OK):
+            continue
+        try:
+            out = subprocess.run([candidate, "--version"], capture_output=True, text=True, check=False,
+                                 timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "dcmtk" in (out.stdout + out.stderr).lower():
+            return candidate
+    return None
+
+
 # storescu's options per syntax: JPEG Lossless is proposed first (-xs), as a PACS sending its archive does;
 # without it storescu picks the uncompressed context and cannot convert.
 STORESCU_OPTIONS = {"jpeg-lossless": ["-xs"]}
@@ -128,9 +145,9 @@ STORESCU_OPTIONS = {"jpeg-lossless": ["-xs"]}
 
 def run_serve(folder: Path, uids: dict[str, str], model: str, work: Path, syntax: str = "explicit-le",
               extra: tuple[str, ...] = ()) -> dict:
-    storescu = shutil.which("storescu")
+    storescu = dcmtk_tool("storescu")
     if storescu is None:
-        raise RuntimeError("DCMTK storescu is not on PATH")
+        raise RuntimeError("DCMTK storescu is not on PATH (pynetdicom's script of that name does not count)")
     node = Node(work, ["serve", "--port", "0", "--allow", "SCANNER", "--queue-size", "1024", *extra], model)
     try:
         err = node.wait_for("listening on ")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.node import dcmtk_tool
+
 pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdicom)")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_node_benchmark_logs_every_object(tiny_model, tmp_path):
-    if not shutil.which("storescu") or not shutil.which("dcmcjpeg"):
+    if not dcmtk_tool("storescu") or not shutil.which("dcmcjpeg"):
         pytest.skip("DCMTK storescu and dcmcjpeg are needed")
     done = subprocess.run([sys.executable, "-m", "benchmarks.node", "--objects", "3", "--model", str(tiny_model),
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=str(REPO), timeout=600)

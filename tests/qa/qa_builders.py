@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -80,22 +78,6 @@ def write_ct(path: Path, **kwargs) -> Dataset:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return ds
-
-
-def dcmtk_tool(name: str) -> str | None:
-    """Path of a DCMTK tool; pynetdicom installs scripts of the same name into the venv."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/usr/local/bin"]:
-        candidate = os.path.join(folder, name)
-        if not os.access(candidate, os.X_OK):
-            continue
-        try:
-            out = subprocess.run([candidate, "--version"], capture_output=True, text=True, check=False,
-                                 timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "dcmtk" in (out.stdout + out.stderr).lower():
-            return candidate
-    return None
 
 
 class Clock:

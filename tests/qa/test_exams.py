@@ -140,7 +140,8 @@ def test_version_5_log_upgrades_in_place(tmp_path: Path):
 
 def test_rdsr_sent_with_storescu_gives_the_exam_dlp(tmp_path: Path, tiny_model: Path):
     """A dose report made here passes dciodvfy, goes to a real serve with DCMTK storescu, and gives the exam DLP."""
-    from qa_builders import dcmtk_tool, write_ct
+    from qa_builders import write_ct
+    from benchmarks.node import dcmtk_tool
     from test_serve import ServeProcess
 
     storescu, dciodvfy = dcmtk_tool("storescu"), shutil.which("dciodvfy")

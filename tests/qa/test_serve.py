@@ -15,7 +15,8 @@ pynetdicom = pytest.importorskip("pynetdicom", reason="serve needs the 'net' ext
 
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
-from qa_builders import MR_IMAGE_STORAGE, ct_dataset, dcmtk_tool, write_ct
+from benchmarks.node import dcmtk_tool
+from qa_builders import MR_IMAGE_STORAGE, ct_dataset, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.errors import InputError

@@ -20,7 +20,8 @@ import pytest
 
 pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdicom)")
 
-from qa_builders import ct_dataset, dcmtk_tool
+from benchmarks.node import dcmtk_tool
+from qa_builders import ct_dataset
 from test_serve import ServeProcess
 
 from deltaiqa_lite.qa.log import QALog

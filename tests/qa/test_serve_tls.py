@@ -21,7 +21,8 @@ pytest.importorskip("cryptography", reason="the test makes its certificates with
 
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
-from qa_builders import dcmtk_tool, write_ct
+from benchmarks.node import dcmtk_tool
+from qa_builders import write_ct
 from tls_certs import make_certs
 
 from deltaiqa_lite import Scorer
