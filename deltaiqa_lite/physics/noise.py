@@ -52,8 +52,37 @@ def _block_sums(values: np.ndarray) -> np.ndarray:
     return pairs[:, 0::2] + pairs[:, 1::2]
 
 
+def _quarters(values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The four pixels of every 2 x 2 block, as four quarter-size views."""
+    return values[0::2, 0::2], values[0::2, 1::2], values[1::2, 0::2], values[1::2, 1::2]
+
+
+def _block_sums_of_squares(values: np.ndarray) -> np.ndarray:
+    """``_block_sums(values * values)`` with quarter-size temporaries only (the same float32 sums)."""
+    top_left, top_right, bottom_left, bottom_right = _quarters(values)
+    total = np.square(top_left)
+    square = np.square(bottom_left)
+    total += square                                  # the left pair, as _block_sums adds rows first
+    right = np.square(top_right)
+    right += np.square(bottom_right, out=square)
+    total += right
+    return total
+
+
+def _blocks_outside(values: np.ndarray, low: np.float32, high: np.float32) -> np.ndarray:
+    """Per 2 x 2 block: whether any of its pixels lies below ``low`` or above ``high`` (bool)."""
+    found = np.zeros((values.shape[0] // 2, values.shape[1] // 2), dtype=bool)
+    test = np.empty_like(found)
+    for quarter in _quarters(values):
+        found |= np.less(quarter, low, out=test)
+        found |= np.greater(quarter, high, out=test)
+    return found
+
+
 def _window_sums(blocks: np.ndarray, k_rows: int, k_cols: int) -> np.ndarray:
     """Sums over every k_rows x k_cols window of blocks (valid positions), by shifted adds.
+
+    On a bool plane the adds are ORs: whether any block of the window is set.
 
     Shift-and-add costs k additions of a (quarter-size) plane per axis: for the
     3-8 blocks of a 6 mm window that is cheaper than an integral image, whose
@@ -137,16 +166,16 @@ def _noise_level(centred: np.ndarray, blocks: np.ndarray, centre_hu: float, pixe
     low = np.float32(soft_tissue_hu[0] - centre_hu)
     high = np.float32(soft_tissue_hu[1] - centre_hu)
     # Pixels far outside the tissue range (bone, air, most of their partial-volume
-    # edge): a window holding any of them is not homogeneous. One |x - mid| test.
-    middle = np.float32(0.5 * (low + high))
-    reach = np.float32(0.5 * (high - low) + PIXEL_MARGIN_HU)
-    outside = (np.abs(centred - middle) > reach).astype(np.float32)
-    foreign = _window_sums(_block_sums(outside), k_rows, k_cols)
+    # edge): a window holding any of them is not homogeneous. Computed per 2 x 2 block
+    # on quarter-size planes: full-size temporaries cost more in page faults than in
+    # arithmetic (glibc returns freed 1 MB buffers to the system and faults them in again).
+    foreign = _window_sums(_blocks_outside(centred, low - np.float32(PIXEL_MARGIN_HU),
+                                           high + np.float32(PIXEL_MARGIN_HU)), k_rows, k_cols)
     # The plane is offset by the tissue centre, which keeps float32 sums of squares
     # exact enough where it matters (tissue windows hold small deviations).
     sums = _window_sums(blocks, k_rows, k_cols)
-    squares = _window_sums(_block_sums(centred * centred), k_rows, k_cols)
-    tissue = (foreign < np.float32(0.5)) & (sums >= low * n) & (sums <= high * n)
+    squares = _window_sums(_block_sums_of_squares(centred), k_rows, k_cols)
+    tissue = ~foreign & (sums >= low * n) & (sums <= high * n)
     # Each window corner stands for one 2 x 2 block of tissue.
     tissue_mm2 = float(np.count_nonzero(tissue)) * 4.0 * row_mm * col_mm
     range_text = (f"homogeneous soft tissue ({soft_tissue_hu[0]:g}..{soft_tissue_hu[1]:g} HU in {box_mm:g} mm "
