@@ -8,7 +8,8 @@ and kernels like this:
 
 1. read every file with the runtime's readers (``deltaiqa_lite.read``); keep
    CT slices whose global noise level can be measured (the level the scorer
-   shows: :func:`deltaiqa_lite.physics.measure_slice`, over brain tissue for a head); refuse, with one line, data with fewer than
+   shows: :func:`deltaiqa_lite.physics.measure_slice`, over brain tissue for a
+   head); refuse, with one line, data with fewer than
    ``MIN_USABLE_SLICES`` such slices;
 2. estimate the site's noise texture: the normalised radial noise power
    spectrum of flat soft-tissue patches, matched to the nearest simulator
@@ -94,7 +95,8 @@ def nearest_kernel(profile: np.ndarray) -> tuple[str, dict[str, float]]:
     return min(distances, key=distances.get), distances
 
 
-def site_noise_hu(hu: np.ndarray, spacing, ctdi_phantom: str | None, body_part: str | None) -> tuple[float | None, str | None]:
+def site_noise_hu(hu: np.ndarray, spacing, ctdi_phantom: str | None,
+                  body_part: str | None) -> tuple[float | None, str | None]:
     """The global noise level the scorer shows for this slice (a head over brain tissue), and why none."""
     from deltaiqa_lite.physics import measure_slice
 
