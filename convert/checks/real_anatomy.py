@@ -93,15 +93,22 @@ def _testdata_path(name: str) -> Path:
     return Path(path)
 
 
-def load_real_slices() -> list[tuple[str, int | None, str, bool, np.ndarray]]:
-    """HU planes of ``SLICES`` through the runtime's DICOM reader."""
+def load_real_slices() -> list[tuple[str, int | None, str, bool, np.ndarray, np.ndarray]]:
+    """HU planes of ``SLICES`` through the runtime's DICOM reader, and where the scanner reconstructed.
+
+    The last item is a bool plane, True where the scanner reconstructed a pixel and False on
+    Pixel Padding Value (outside its field of view). Noise is inserted only where it is True:
+    a scanner's padding stays flat however noisy the image, and a network that reads noise in
+    the padding would otherwise look better here than on the scanner's own noisy images.
+    """
     from deltaiqa_lite.read.dicom import read_dicom
 
     planes = []
     for name, frame, part, in_scope in SLICES:
-        slices = list(read_dicom(_testdata_path(name)))
-        index = frame or 0
-        planes.append((name, frame, part, in_scope, np.asarray(slices[index].hu, dtype=np.float32)))
+        item = list(read_dicom(_testdata_path(name)))[frame or 0]
+        hu = np.asarray(item.hu, dtype=np.float32)
+        reconstructed = np.ones(hu.shape, dtype=bool) if item.padding is None else ~item.padding
+        planes.append((name, frame, part, in_scope, hu, reconstructed))
     return planes
 
 
@@ -195,7 +202,7 @@ def run_check_v2(models: dict[str, Path], seed: int = 0, levels=INSERTED_SD_HU,
     sessions = {name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
                 for name, path in models.items()}
     records = []
-    for k, (name, frame, part, in_scope, hu) in enumerate(load_real_slices()):
+    for k, (name, frame, part, in_scope, hu, reconstructed) in enumerate(load_real_slices()):
         if not in_scope:
             continue
         region = SLICE_REGION.get(name, "unknown")
@@ -204,7 +211,7 @@ def run_check_v2(models: dict[str, Path], seed: int = 0, levels=INSERTED_SD_HU,
             rng = np.random.default_rng([seed, k, t])
             planes, rules = [], []
             for level in levels:
-                planes.append(prepare_hu(hu + textured_noise(hu.shape, level, texture, rng)))
+                planes.append(prepare_hu(hu + textured_noise(hu.shape, level, texture, rng) * reconstructed))
                 rules.append(continuous_score(math.hypot(native, level)))
             batch = np.stack(planes)[..., None].astype(np.float32)
             scores = {m: likert_from_probabilities(s.run(["probabilities"], {"image": batch})[0])[0]
@@ -289,12 +296,12 @@ def run_check(models: dict[str, Path], seed: int = 0, levels=INSERTED_SD_HU, log
     sessions = {name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
                 for name, path in models.items()}
     records: list[RealSliceResult] = []
-    for k, (name, frame, part, in_scope, hu) in enumerate(load_real_slices()):
+    for k, (name, frame, part, in_scope, hu, reconstructed) in enumerate(load_real_slices()):
         native = global_noise_level(hu)
         rng = np.random.default_rng([seed, k])
         planes, rows = [], []
         for level in levels:
-            noisy = hu + ct_noise(hu.shape, level, rng)
+            noisy = hu + ct_noise(hu.shape, level, rng) * reconstructed
             measured = math.hypot(native, level)
             planes.append(prepare_hu(noisy))
             rows.append((level, measured, continuous_score(measured)))

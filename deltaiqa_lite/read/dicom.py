@@ -540,8 +540,10 @@ def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str],
             hu = stored[frame].astype(np.float32)  # a new array: scale it in place, no temporaries
             hu *= np.float32(slope)
             hu += np.float32(intercept)
+        pad = None
         if padding is not None:
             hu[padding[frame]] = AIR_HU
+            pad, _ = display_orientation(padding[frame], iop)
         hu, spacing = display_orientation(hu, iop, _spacing(name, ds, frame))
         position = _position(name, ds, frame)
         if position is not None and normal is not None:
@@ -567,4 +569,5 @@ def _read_frames(name: str, ds: pydicom.Dataset, accept: frozenset[str],
             ctdivol_mgy=_ctdivol(ds, frame),
             ctdi_phantom=_ctdi_phantom(ds, frame),
             body_part=str(ds.get("BodyPartExamined", "") or "") or None,
+            padding=pad,
         )

@@ -51,6 +51,10 @@ class Slice:
         (113690 IEC head 16 cm, 113691 IEC body 32 cm).
     body_part : str or None
         (0018,0015) Body Part Examined.
+    padding : numpy.ndarray or None
+        bool plane, in display orientation, of the pixels the scanner did not
+        reconstruct ((0028,0120) Pixel Padding Value; ``hu`` holds -1000 there).
+        None when the file declares no padding.
     """
 
     path: str
@@ -70,6 +74,7 @@ class Slice:
     ctdivol_mgy: float | None = None
     ctdi_phantom: str | None = None
     body_part: str | None = None
+    padding: np.ndarray | None = None
 
     @property
     def name(self) -> str:

@@ -33,12 +33,16 @@ def test_global_noise_level_recovers_known_noise_on_a_flat_phantom():
 def test_real_slices_are_real_ct_never_training_data():
     slices = real_anatomy.load_real_slices()
     assert len(slices) == len(real_anatomy.SLICES)
-    for name, _frame, _part, in_scope, hu in slices:
+    for name, _frame, _part, in_scope, hu, reconstructed in slices:
         assert hu.ndim == 2 and min(hu.shape) >= 128, name
+        assert reconstructed.shape == hu.shape and reconstructed.mean() > 0.5, name
         assert hu.min() < -700, name                          # air around the patient
         if in_scope:
             assert hu.max() > 1000, name                      # reconstructed slices with bone
     assert sum(s[3] for s in slices) == 4
+    # 693_UNCR pads the corners outside its field of view (Pixel Padding Value): no noise goes there.
+    padded = {s[0]: float((~s[5]).mean()) for s in slices}
+    assert padded["693_UNCR.dcm"] > 0.1
 
 
 @pytest.mark.slow
