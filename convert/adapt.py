@@ -138,6 +138,7 @@ class AdaptData:
                 self.slices.append({"name": name, "hu": np.asarray(item.hu, dtype=np.float32),
                                     "spacing": item.pixel_spacing_mm, "native_hu": native,
                                     "ctdi_phantom": item.ctdi_phantom, "body_part": item.body_part,
+                                    "padding": item.padding,
                                     "group": group, "region": _region(item.body_part)})
         self.files = len(files)
         for line in self.refused:
@@ -184,7 +185,12 @@ def make_samples(data: AdaptData, kernel: str, samples_per_slice: int, seed: int
         for k, target in enumerate(targets):
             total = degradation_for_label(float(target), rng)
             inserted = math.sqrt(max(total ** 2 - s["native_hu"] ** 2, 0.0))
-            hu = s["hu"] + (shaped_noise(amplitude, rng) * np.float32(inserted) if inserted > 0 else 0.0)
+            noise = shaped_noise(amplitude, rng) * np.float32(inserted) if inserted > 0 else 0.0
+            if inserted > 0 and s["padding"] is not None:
+                # A scanner's padding (outside its field of view) stays flat however noisy the
+                # image: a network must not learn to read noise there.
+                noise[s["padding"]] = 0.0
+            hu = s["hu"] + noise
             measured, note = site_noise_hu(hu, s["spacing"], s["ctdi_phantom"], s["body_part"])
             if measured is None:
                 # Past about 100 HU few windows stay within 200 HU of the tissue range: no
