@@ -179,9 +179,12 @@ def _run_exams(args: argparse.Namespace, since: str | None) -> int:
     else:
         sys.stdout.write(text)
     if args.png_dir:
+        from deltaiqa_lite.qa.chart import chart_file_stems
+
         folder = Path(args.png_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        for share in {(s.group_by, s.group) for s in measure.share_rows(exams)}:
-            safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"exams_{share[0]}_{share[1]}")
+        shares = sorted({(s.group_by, s.group) for s in measure.share_rows(exams)})
+        # The same safe, bounded, unique names as the group charts (scanner names are strangers' text).
+        for share, safe in zip(shares, chart_file_stems([f"exams_{by}_{group}" for by, group in shares])):
             (folder / f"{safe}.png").write_bytes(measure.share_trend_png(exams, *share))
     return 0

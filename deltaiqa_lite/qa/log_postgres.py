@@ -30,6 +30,7 @@ Needs the ``postgres`` extra (psycopg 3); imported only for ``postgresql://`` lo
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -171,26 +172,24 @@ class PostgresConnection:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> _Rows:
         """One statement over many parameter rows (pipelined); rowcount is the sum."""
-        psycopg = self._psycopg
         if self._conn is None or self._conn.closed:
             self._connect()
-        try:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(_placeholders(sql), [list(r) for r in rows])
-                return _Rows([], cursor.rowcount)
-        except psycopg.errors.IntegrityError as exc:
-            raise sqlite3.IntegrityError(_message(exc)) from exc
-        except psycopg.OperationalError as exc:
-            raise sqlite3.OperationalError(_message(exc)) from exc
-        except psycopg.Error as exc:
-            raise sqlite3.DatabaseError(_message(exc)) from exc
+        with self._as_sqlite_errors(), self._conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), [list(r) for r in rows])
+            return _Rows([], cursor.rowcount)
 
     def _run(self, sql: str, params: list) -> _Rows:
-        psycopg = self._psycopg
-        try:
+        with self._as_sqlite_errors():
             cursor = self._conn.execute(sql, params or None)
             rows = cursor.fetchall() if cursor.description is not None else []
             return _Rows([tuple(r) for r in rows], cursor.rowcount)
+
+    @contextlib.contextmanager
+    def _as_sqlite_errors(self):
+        """psycopg's errors as the sqlite3 ones the log already handles (integrity, operational, other)."""
+        psycopg = self._psycopg
+        try:
+            yield
         except psycopg.errors.IntegrityError as exc:
             raise sqlite3.IntegrityError(_message(exc)) from exc
         except psycopg.OperationalError as exc:

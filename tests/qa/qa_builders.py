@@ -103,3 +103,39 @@ def fill_disk(folder: Path) -> Path:
         except OSError:
             pass
     return filler
+
+
+class StorageSCP:
+    """A pynetdicom Storage SCP for SRs on a free loopback port, answering ``status`` to every C-STORE.
+
+    With ``ssl_context`` it speaks only TLS (the context decides whether client
+    certificates are required). Needs the 'net' extra (imported here, not at module level).
+    """
+
+    def __init__(self, status: int = 0x0000, port: int = 0, ssl_context=None) -> None:
+        import threading
+
+        from pynetdicom import AE, evt
+
+        from deltaiqa_lite.qa.outbox import COMPREHENSIVE_3D_SR, Destination
+
+        self.status = status
+        self.received: list = []
+        self.calling: list[str] = []
+        self.lock = threading.Lock()
+        ae = AE(ae_title="PACS")
+        ae.add_supported_context(COMPREHENSIVE_3D_SR)
+        self.server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ssl_context,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        self.port = self.server.server_address[1]
+        self.destination = Destination("PACS", "127.0.0.1", self.port)
+
+    def _on_store(self, event) -> int:
+        with self.lock:
+            self.calling.append(event.assoc.requestor.ae_title)
+            if self.status == 0x0000:
+                self.received.append(event.dataset)
+        return self.status
+
+    def stop(self) -> None:
+        self.server.shutdown()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pydicom
@@ -13,14 +12,12 @@ import pytest
 pytest.importorskip("pynetdicom", reason="sending SRs needs the 'net' extra (pynetdicom)")
 pytest.importorskip("highdicom", reason="SRs need the 'sr' extra (highdicom)")
 
-from pynetdicom import AE, evt
-from qa_builders import ct_dataset, write_ct
+from qa_builders import StorageSCP, ct_dataset, write_ct
 from sr_checks import dciodvfy_problems, needs_dciodvfy
 
 from deltaiqa_lite.cli import main
 from deltaiqa_lite.qa.log import QALog
 from deltaiqa_lite.qa.outbox import (
-    COMPREHENSIVE_3D_SR,
     Destination,
     Outbox,
     OutboxError,
@@ -30,32 +27,6 @@ from deltaiqa_lite.output.sr import SRModel, build_sr, read_sr_values, sr_uids
 
 MODEL = SRModel(name="Delta-IQA", version="0.1.0", precision="int8", sha256="cd" * 32)
 SERIES = "1.2.826.0.1.3680043.8.498.501"
-
-
-class StorageSCP:
-    """A pynetdicom Storage SCP on a free loopback port answering ``status`` to every C-STORE."""
-
-    def __init__(self, status: int = 0x0000, port: int = 0) -> None:
-        self.status = status
-        self.received: list[pydicom.Dataset] = []
-        self.calling: list[str] = []
-        self.lock = threading.Lock()
-        ae = AE(ae_title="PACS")
-        ae.add_supported_context(COMPREHENSIVE_3D_SR)
-        self.server = ae.start_server(("127.0.0.1", port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        self.port = self.server.server_address[1]
-        self.destination = Destination("PACS", "127.0.0.1", self.port)
-
-    def _on_store(self, event) -> int:
-        with self.lock:
-            self.calling.append(event.assoc.requestor.ae_title)
-            if self.status == 0x0000:
-                self.received.append(event.dataset)
-        return self.status
-
-    def stop(self) -> None:
-        self.server.shutdown()
 
 
 class Results:

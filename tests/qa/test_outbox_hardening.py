@@ -19,35 +19,17 @@ import pytest
 pytest.importorskip("pynetdicom", reason="sending SRs needs the 'net' extra (pynetdicom)")
 pytest.importorskip("highdicom", reason="SRs need the 'sr' extra (highdicom)")
 
-from pynetdicom import AE, evt
-from qa_builders import fill_disk, write_ct
+from qa_builders import StorageSCP, fill_disk, write_ct
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.output.sr import SRModel
 from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog
-from deltaiqa_lite.qa.outbox import COMPREHENSIVE_3D_SR, Destination, Outbox
+from deltaiqa_lite.qa.outbox import Destination, Outbox
 from deltaiqa_lite.qa.sr_node import SeriesReporter
 
 MODEL = SRModel(name="Delta-IQA", version="0.1.0", precision="int8", sha256="ef" * 32)
 STUDY = "1.2.826.0.1.3680043.8.498.777"
-
-
-class StorageSCP:
-    def __init__(self) -> None:
-        self.received = []
-        ae = AE(ae_title="PACS")
-        ae.add_supported_context(COMPREHENSIVE_3D_SR)
-        self.server = ae.start_server(("127.0.0.1", 0), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        self.destination = Destination("PACS", "127.0.0.1", self.server.server_address[1])
-
-    def _on_store(self, event) -> int:
-        self.received.append(event.dataset)
-        return 0x0000
-
-    def stop(self) -> None:
-        self.server.shutdown()
 
 
 class SilentPeer:

@@ -19,17 +19,17 @@ import pytest
 pytest.importorskip("pynetdicom", reason="serve needs the 'net' extra (pynetdicom)")
 pytest.importorskip("cryptography", reason="the test makes its certificates with cryptography")
 
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from benchmarks.node import dcmtk_tool
-from qa_builders import write_ct
+from qa_builders import StorageSCP, write_ct
 from tls_certs import make_certs
 
 from deltaiqa_lite import Scorer
 from deltaiqa_lite.cli import main
 from deltaiqa_lite.qa.ingest import Ingestor
 from deltaiqa_lite.qa.log import QALog
-from deltaiqa_lite.qa.outbox import COMPREHENSIVE_3D_SR, Destination, Outbox
+from deltaiqa_lite.qa.outbox import Outbox
 from deltaiqa_lite.qa.serve import QAServer, ServeConfig
 from deltaiqa_lite.qa.tls import TLSError, TLSSettings, client_context, server_context
 
@@ -160,27 +160,13 @@ def test_tls_1_1_client_refused(tmp_path: Path, scorer: Scorer, certs) -> None:
             server.stop()
 
 
-class TLSStorageSCP:
-    """A pynetdicom Storage SCP for SRs that speaks only TLS (client certificates required)."""
-
-    def __init__(self, certs) -> None:
-        self.received = []
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(certs.server_cert), str(certs.server_key))
-        context.load_verify_locations(str(certs.ca))
-        context.verify_mode = ssl.CERT_REQUIRED
-        ae = AE(ae_title="PACS")
-        ae.add_supported_context(COMPREHENSIVE_3D_SR)
-        self.server = ae.start_server(("127.0.0.1", 0), block=False, ssl_context=context,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        self.destination = Destination("PACS", "127.0.0.1", self.server.server_address[1])
-
-    def _on_store(self, event) -> int:
-        self.received.append(event.dataset)
-        return 0x0000
-
-    def stop(self) -> None:
-        self.server.shutdown()
+def tls_scp(certs) -> StorageSCP:
+    """A Storage SCP for SRs that speaks only TLS (client certificates required)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certs.server_cert), str(certs.server_key))
+    context.load_verify_locations(str(certs.ca))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return StorageSCP(ssl_context=context)
 
 
 def _sr():
@@ -202,7 +188,7 @@ def _sr():
 def test_sr_sent_over_tls_and_not_to_an_unverified_destination(tmp_path: Path, certs) -> None:
     """Item 9: SR sending over TLS (client certificate presented, destination verified);
     a destination whose certificate our CA did not sign gets nothing."""
-    scp = TLSStorageSCP(certs)
+    scp = tls_scp(certs)
     try:
         with QALog(tmp_path / "qa.sqlite") as log:
             sr = _sr()
@@ -253,7 +239,7 @@ def test_serve_command_tls_end_to_end_with_sr_over_tls(tmp_path: Path, tiny_mode
     sent back over TLS (`--send-sr ... --sr-tls`) to a TLS-only Storage SCP."""
     from test_serve import ServeProcess
 
-    scp = TLSStorageSCP(certs)
+    scp = tls_scp(certs)
     series = "1.2.826.0.1.3680043.8.498.2424"
     files = [tmp_path / "in" / f"ct{i}.dcm" for i in range(2)]
     for i, path in enumerate(files):
