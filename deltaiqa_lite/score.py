@@ -264,7 +264,7 @@ def read_file(path: str, preprocessing: Preprocessing,
             prepared.planes.append(prepare_slice(item, preprocessing))
             # Physics here, in the reader threads (or Ray read tasks), so it overlaps inference.
             prepared.physics.append(measure(item) if physics else None)
-            item.hu = item.unit = None  # drop full-size planes early: batches of large files add up
+            item.hu = item.unit = item.padding = None  # drop full-size planes early: batches add up
             prepared.slices.append(item)
         if not prepared.slices:
             raise InputError(path, "no slices in file")
