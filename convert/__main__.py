@@ -204,10 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None, help="with --finetune-from: early-stopping patience")
     p.add_argument("--eval-every", type=int, default=None, help="with --finetune-from: steps between validations")
     p.add_argument("--max-eval", type=int, default=None,
-                   help="with --finetune-from: score at most this many validation / test slices "
-                        "(fixed random subsets; fine-tuning and the INT8 gates)")
+                   help="score at most this many validation / test slices in the INT8 gates (and, "
+                        "with --finetune-from, its validation): fixed random subsets")
     p.add_argument("--quantize-method", default=None,
-                   help="with --finetune-from: INT8 calibration (default auto)")
+                   help="INT8 calibration (default auto: compare them all and pick)")
     p.set_defaults(func=_cmd_all)
 
     p = sub.add_parser("finetune", help="fine-tune weights on a site's labelled slices, export FP32 + INT8")

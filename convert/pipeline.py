@@ -23,7 +23,8 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card.
 
     ``finetune_options`` go to :func:`finetune_command` (steps, patience, eval_every,
-    max_eval, quantize_method ...). A v3 data set must pass the label balance gate
+    max_eval, quantize_method ...); from scratch, ``max_eval`` and ``quantize_method``
+    go to the INT8 step. A v3 data set must pass the label balance gate
     (:func:`convert.sim.simulate_v3.require_balanced`) before any training.
     """
     from convert.quant.export import export_command
@@ -57,7 +58,9 @@ def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12
     save_network_weights(run / "best.weights.h5", weights)    # no optimizer state
     shutil.copyfile(run / "metrics.json", out / "metrics.json")
     export_command(weights, out / FP32_NAME, verify_data=None, verify_count=32, log=log)
-    status = quantize_command(out / FP32_NAME, data, out / INT8_NAME, log=log)
+    options = finetune_options or {}
+    status = quantize_command(out / FP32_NAME, data, out / INT8_NAME, max_eval=options.get("max_eval"),
+                              method=options.get("quantize_method", "auto"), log=log)
     if status != 0:
         return status
     from convert.checks.real_anatomy import check_command

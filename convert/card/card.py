@@ -101,9 +101,24 @@ def add_training_domain(card: dict, simulation_json: str | Path | dict) -> dict:
     return card
 
 
-# Version of the reference weights this build makes: 0.1.0 trained on simulator
-# v1 (ellipse abdomens), 0.2.0 on simulator v2 (textured, five body regions).
-MODEL_VERSION = "0.2.0"
+# Version of the reference weights a build makes, by the simulator of its training
+# data: 0.1.0 on v1 (ellipse abdomens), 0.2.0 on v2 (textured, five body regions),
+# 0.3.0 on v3 (the label drawn independently of anatomy, padded fields of view).
+MODEL_VERSIONS = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}
+MODEL_VERSION = MODEL_VERSIONS[2]
+
+
+def model_version(training_data: str | Path | None) -> str:
+    """The model version for weights trained on ``training_data`` (its ``simulation.json``).
+
+    Data without a simulation record (a site's own, or none named) keep
+    ``MODEL_VERSION``.
+    """
+    record = Path(training_data) / "simulation.json" if training_data else None
+    if record is None or not record.exists():
+        return MODEL_VERSION
+    summary = json.loads(record.read_text()).get("summary", {})
+    return MODEL_VERSIONS.get(summary.get("version"), MODEL_VERSION)
 
 
 def build_card(*, precision: str, source_weights: Path, source_sha256: str,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.card.card import attach_card, build_card
+from convert.card.card import MODEL_VERSION, attach_card, build_card, model_version
 from convert.train.model import keras_forward, load_model, sha256_file
 
 OPSET = 17
@@ -138,12 +138,14 @@ def export_command(weights: str | Path, output: str | Path, *, verify_data=None,
     model_proto = convert_to_onnx(model)
     extra = json.loads(Path(card_extra).read_text()) if card_extra else None
     metrics = {}
+    version = MODEL_VERSION
     metrics_file = weights.parent / "metrics.json"
     if metrics_file.exists():
         report = json.loads(metrics_file.read_text())
         metrics = {"held_out_test": report.get("test"), "validation": report.get("validation")}
+        version = model_version(report.get("data"))
     card = build_card(precision="fp32", source_weights=weights, source_sha256=sha256_file(weights),
-                      metrics=metrics, extra=extra)
+                      metrics=metrics, extra=extra, version=version)
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / output.name
         attach_card(model_proto, card)

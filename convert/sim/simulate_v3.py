@@ -28,7 +28,15 @@ far above the label rule. v3 removes every path from anatomy to label:
    scaled to the exact SD in the soft-tissue ROI; a "thin" or "thick" slice
    texture scales the spectrum's frequency (finer or coarser grain);
 5. label: the same rule (``deltaiqa_lite.physics.label_rule``) on the measured
-   noise SD and streak RMS, so it equals the target.
+   noise SD and streak RMS, so it equals the target;
+6. padding: in a share ``PADDED_SHARE`` of the slices, everything outside the
+   reconstruction circle (the circle inscribed in the square image, diameter
+   the field of view) is written flat at ``PADDING_HU``, as most scanners
+   write it (DICOM Pixel Padding Value); the other slices keep FBP's noisy
+   corners, as scanners that reconstruct the whole square do. Without this
+   the network learnt to judge a head partly by noise in the corners, and
+   scored a real padded noisy head a class too high (issue 21). The choice is
+   drawn from its own generator, so the rest of a data set is unchanged by it.
 
 Step 4 costs a pair of 512x512 FFTs per sample instead of a projection and a
 reconstruction, which is what makes 10,000+ slices affordable on two cores.
@@ -58,7 +66,7 @@ import numpy as np
 from convert.sim import simulate_v2 as v2
 from convert.sim.anatomy import REGIONS, TexturedPhantom, _MAX_EXTENT, make_textured_phantom
 from convert.sim.simulate import run_phantom_jobs
-from deltaiqa_lite.model.preprocess import window_hu
+from deltaiqa_lite.model.preprocess import AIR_HU, window_hu
 from deltaiqa_lite.physics.label_rule import (LABEL_D_BEST_HU, LABEL_D_WORST_HU, STREAK_WEIGHT,
                                               likert_label)
 
@@ -79,10 +87,12 @@ SIZE_SCALE = {"head": (0.9, 1.1), "neck": (0.9, 1.3), "chest": (0.9, 1.55),
               "abdomen": (0.85, 1.3), "pelvis": (0.85, 1.3)}
 MAX_DW_MM = 450.0
 FOV_MAX_MM = 500.0
-SAMPLES_PER_PHANTOM = 252
+SAMPLES_PER_PHANTOM = 28        # 12,800 slices: 458 phantoms, 91-92 per region
 NOISE_MAP_SIGMA_MM = 12.0
 MIN_CLASS_SHARE = 0.10
 MAX_DW_SPEARMAN = 0.15
+PADDED_SHARE = 0.6             # slices with flat padding outside the reconstruction circle
+PADDING_HU = AIR_HU            # what the reader makes of a Pixel Padding Value: air, flat
 
 
 class SimulationError(ValueError):
@@ -110,6 +120,14 @@ class SliceRecordV3:
     fov_mm: float
     pixel_mm: float
     truncated: bool
+    padded: bool = False
+
+
+def reconstruction_circle(size: int = IMAGE_SIZE) -> np.ndarray:
+    """True inside the circle inscribed in a ``size`` x ``size`` image (the scanner's field of view)."""
+    centre = (size - 1) / 2.0
+    r = np.arange(size) - centre
+    return (r[:, None] ** 2 + r[None, :] ** 2) <= (size / 2.0) ** 2
 
 
 def degradation_for_label(label: float, rng: np.random.Generator) -> float:
@@ -150,6 +168,7 @@ class DecorrelatedScan(v2.TexturedScan):
 
     def __init__(self, seed: int, phantom_index: int, region: str | None = None):
         self.rng = rng = np.random.default_rng([seed, VERSION, phantom_index])
+        self.padding_rng = np.random.default_rng([seed, VERSION, phantom_index, 1])
         self.index = phantom_index
         region = region or REGIONS[phantom_index % len(REGIONS)]
         extent = _MAX_EXTENT[region] + 60.0
@@ -224,9 +243,11 @@ class DecorrelatedScan(v2.TexturedScan):
         return self._amplitude[key]
 
     def sample(self, target: float | None = None, *, kernel: str | None = None,
-               texture: str | None = None, priors: bool = False) -> dict:
+               texture: str | None = None, priors: bool = False, padded: bool | None = None) -> dict:
         """One slice at a drawn (or given) target label; see the module docstring."""
         rng = self.rng
+        if padded is None:
+            padded = bool(self.padding_rng.random() < PADDED_SHARE)
         kernel = kernel or str(rng.choice(KERNELS))
         texture = texture or str(rng.choice(tuple(SLICE_TEXTURES)))
         scale = round(float(rng.uniform(*SLICE_TEXTURES[texture])), 2)
@@ -253,7 +274,9 @@ class DecorrelatedScan(v2.TexturedScan):
         field *= np.float32(noise_sd / (np.std(field[self.roi]) + 1e-12))
         hu = self.clean(views, kernel) + field
         measured = float(np.std(field[self.roi]))
-        return {"hu": hu, "noise_sd_hu": measured, "streak_rms_hu": streak,
+        if padded:
+            hu = np.where(reconstruction_circle(hu.shape[0]), hu, np.float32(PADDING_HU))
+        return {"hu": hu, "padded": padded, "noise_sd_hu": measured, "streak_rms_hu": streak,
                 "label": likert_label(measured, streak), "target_label": target,
                 "kernel": kernel, "slice_texture": texture, "nps_scale": scale, "n_views": views,
                 "dose_fraction": dose, "pixel_spacing_mm": self.geometry.pixel_mm}
@@ -278,7 +301,8 @@ def _simulate_phantom(job: tuple[int, int, int, int, str], priors: bool = False)
             target_label=result["target_label"], label=result["label"],
             water_equivalent_diameter_mm=round(scan.dw_mm, 1),
             body_width_mm=round(scan.phantom.width_mm, 1), fov_mm=round(scan.geometry.fov_mm, 1),
-            pixel_mm=round(scan.geometry.pixel_mm, 5), truncated=scan.truncated)))
+            pixel_mm=round(scan.geometry.pixel_mm, 5), truncated=scan.truncated,
+            padded=result["padded"])))
     return records
 
 
@@ -363,6 +387,9 @@ def settings(priors: bool = False) -> dict:
                  "the soft-tissue ROI",
         "streaks": "physically simulated: noise-free FBP from the sparse views minus from all views",
         "samples_per_phantom": SAMPLES_PER_PHANTOM,
+        "padding": {"share": PADDED_SHARE, "hu": PADDING_HU,
+                    "where": "outside the circle inscribed in the image (the reconstruction field of view), "
+                             "flat; drawn per slice from its own generator"},
         "balance_gate": {"min_class_share": MIN_CLASS_SHARE, "max_abs_spearman_label_dw": MAX_DW_SPEARMAN},
     })
     if priors:
@@ -404,6 +431,10 @@ def simulate_dataset(out: str | Path, count: int, seed: int = 0, workers: int | 
         "views": {str(v): sum(1 for x in records if x["n_views"] == v) for v in VIEW_CHOICES},
         "water_equivalent_diameter_mm": [round(float(dws.min()), 1), round(float(dws.max()), 1)],
         "truncated": sum(1 for x in records if x["truncated"]),
+        "padded": sum(1 for x in records if x.get("padded")),
+        "padded_by_region": {r: round(float(np.mean([bool(x.get("padded")) for x in records
+                                                     if x["region"] == r])), 3)
+                             for r in REGIONS if any(x["region"] == r for x in records)},
         "label_balance": balance,
         "balance_problems": problems,
         "settings": settings(priors),

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.sim.data import fuzzy_label, load_arrays, read_folder, split_by_group
+from convert.sim.data import evaluation_subset, fuzzy_label, load_arrays, read_folder, split_by_group
 from convert.checks.evaluation import expected_score, quality_metrics
 from convert.train.model import build_delta_iqa, load_weights_h5
 
@@ -55,6 +55,7 @@ class Preset:
     eval_every: int
     flips: bool
     description: str
+    eval_max: int | None = None     # validation during training on at most this many slices
 
 
 REFERENCE = Preset(
@@ -65,7 +66,9 @@ REFERENCE = Preset(
     eval_every=120,
     flips=True,
     description="random 256x256 crops then whole 512x512 slices; AdamW with cosine decay; "
-                "random flips; checkpoint on best validation PLCC+SROCC+KROCC",
+                "random flips; checkpoint on best validation PLCC+SROCC+KROCC (during training on a "
+                "fixed random subset of at most eval_max validation slices)",
+    eval_max=400,
 )
 
 
@@ -106,7 +109,11 @@ def train(data: str | Path, out: str | Path, *, preset: str = "reference", seed:
                                   seed, time_budget_s, log)
         settings = {"preset": "original", "epochs": epochs or 80}
     elif preset == "reference":
-        history = _train_reference(model, predict, x_train, y_train, x_val, s_val, out,
+        pick = np.array(evaluation_subset(list(range(len(x_val))), REFERENCE.eval_max, seed))
+        if len(pick) < len(x_val):
+            log(f"train: validating during training on {len(pick)} of {len(x_val)} validation slices "
+                f"(a fixed random subset); the final figures use all of them")
+        history = _train_reference(model, predict, x_train, y_train, x_val[pick], s_val[pick], out,
                                    REFERENCE, seed, time_budget_s, log)
         settings = {"preset": "reference", **asdict(REFERENCE)}
     else:

@@ -60,6 +60,37 @@ def test_sharper_kernel_and_thinner_texture_move_noise_power_to_higher_frequenci
     assert noise.std() == pytest.approx(1.0, rel=1e-3) and abs(noise.mean()) < 1e-3
 
 
+def test_padded_slices_are_flat_outside_the_reconstruction_circle_and_keep_their_label(head):
+    outside = ~simulate_v3.reconstruction_circle()
+    assert 0.2 < outside.mean() < 0.23          # the corners of the square: 1 - pi/4
+    padded = head.sample(1.0, kernel="sharp", padded=True)
+    open_ = head.sample(1.0, kernel="sharp", padded=False)
+    assert padded["padded"] and not open_["padded"]
+    assert np.all(padded["hu"][outside] == simulate_v3.PADDING_HU)
+    assert np.std(open_["hu"][outside]) > 10.0  # FBP's noisy corners where a scanner reconstructs them
+    inside = ~outside & head.roi
+    assert np.std(padded["hu"][inside]) > 10.0
+    # Padding changes what is written, not what was measured: the label is the same rule.
+    assert padded["label"] == pytest.approx(1.0) == open_["label"]
+
+
+def test_padding_is_drawn_per_slice_from_its_own_generator_and_shares_the_stated_rate():
+    def draw(padding_share):
+        scan = simulate_v3.DecorrelatedScan(seed=7, phantom_index=1)
+        scan.padding_rng = np.random.default_rng(padding_share)   # the padding stream only
+        return [scan.sample(kernel="standard") for _ in range(3)]
+
+    a, b = draw(0), draw(12345)
+    # Everything but the padding is the same whatever the padding stream draws.
+    for x, y in zip(a, b):
+        assert x["label"] == y["label"] and x["n_views"] == y["n_views"]
+        inside = simulate_v3.reconstruction_circle()
+        assert np.array_equal(x["hu"][inside], y["hu"][inside])
+    rng = np.random.default_rng([0, simulate_v3.VERSION, 3, 1])
+    share = np.mean(rng.random(4000) < simulate_v3.PADDED_SHARE)
+    assert abs(share - simulate_v3.PADDED_SHARE) < 0.03
+
+
 def _records(region, labels, dws):
     return [{"region": region, "label": float(x), "water_equivalent_diameter_mm": float(d)}
             for x, d in zip(labels, dws)]
@@ -101,6 +132,8 @@ def test_simulate_command_writes_slices_then_refuses_a_too_small_set(tmp_path, c
     data = json.loads((out / "simulation.json").read_text())
     assert data["summary"]["version"] == 3 and len(data["slices"]) == 6
     assert set(data["summary"]["label_balance"]) == {"head", "neck"}
+    assert data["summary"]["settings"]["padding"]["share"] == simulate_v3.PADDED_SHARE
+    assert data["summary"]["padded"] == sum(r["padded"] for r in data["slices"])
     for record in data["slices"]:
         assert record["label"] == pytest.approx(record["target_label"])
         assert (out / "image" / record["file"]).exists()
