@@ -81,18 +81,21 @@ def write_model_card(models: Path, log=print) -> Path:
     files = {p.name: sha256_file(p) for p in sorted(models.iterdir())
              if p.suffix in (".onnx", ".h5") or p.name == "metrics.json"}
     metrics_file = models / "metrics.json"
-    real = (json.loads(metrics_file.read_text()).get("real_anatomy") if metrics_file.exists() else None)
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    real = metrics.get("real_anatomy")
+    by_region = metrics.get("test_by_region")
     real_summary = ({k: real[k] for k in ("method", "levels_hu", "summary", "outside_scope", "target")
                      if k in real} if real else None)
     if real_summary is not None and real.get("v2"):
         real_summary["v2"] = {k: v for k, v in real["v2"].items() if k != "slices"}
     (models / "model-card.json").write_text(json.dumps(
-        {"fp32": fp32, "int8": int8, "real_anatomy": real_summary, "sha256": files},
+        {"fp32": fp32, "int8": int8, "real_anatomy": real_summary, "test_by_region": by_region,
+         "sha256": files},
         indent=1, sort_keys=True))
     from convert.card.markdown import render
 
     path = models / "MODEL_CARD.md"
-    path.write_text(render(fp32, int8, files, real_summary))
+    path.write_text(render(fp32, int8, files, real_summary, by_region))
     log(f"all: wrote {path}")
     return path
 

@@ -43,6 +43,20 @@ def _balance_lines(balance: dict | None) -> list[str]:
     return lines
 
 
+def _by_region_lines(by_region: dict | None) -> list[str]:
+    """Per-region agreement on the held-out simulated test split (``test_by_region``)."""
+    if not by_region:
+        return []
+    lines = ["", "Per body region on the held-out test split (FP32; a shortcut from anatomy to label "
+             "shows as a signed error of one sign in one region):", "",
+             "| region | n | mean abs(score - label) | worst | mean signed | PLCC+SROCC+KROCC |",
+             "|---|---|---|---|---|---|"]
+    for region, e in by_region.items():
+        lines.append(f"| {region} | {e['n']} | {e['mean_abs_diff']} | {e['worst_abs_diff']} | "
+                     f"{e['mean_signed_diff']} | {e.get('sum', '-')} |")
+    return lines
+
+
 def _real_anatomy_v2_lines(v2: dict | None) -> list[str]:
     if not v2:
         return []
@@ -115,7 +129,8 @@ def _symmetric_line(q: dict) -> str:
             "lower; on TensorRT run the FP32 model (FP16) or re-quantize with one of them")
 
 
-def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | None = None) -> str:
+def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | None = None,
+           by_region: dict | None = None) -> str:
     training = fp32.get("training", {})
     data = training.get("data", {})
     settings = data.get("settings", {})
@@ -195,6 +210,7 @@ def render(fp32: dict, int8: dict, files: dict[str, str], real_anatomy: dict | N
         _metrics_row("held-out test (FP32)", (fp32.get("metrics") or {}).get("held_out_test")),
         _metrics_row("held-out test (FP32, gate run)", gate.get("fp32")),
         _metrics_row("held-out test (INT8)", gate.get("int8")),
+        *_by_region_lines(by_region),
         "",
         "Accuracy is the rounded score against the rounded label. For scale: the LDCTIQAC 2023",
         "winner reached a sum of 2.74 on real, radiologist-scored data; a figure on simulated",

@@ -33,6 +33,28 @@ def quality_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def agreement_by_region(scores: np.ndarray, labels: np.ndarray, regions: list[str]) -> dict:
+    """Per body region: slices, mean and worst |score - label|, mean signed error, and the
+    PLCC+SROCC+KROCC metrics where the region has enough slices to rank.
+
+    The signed error is the shortcut's fingerprint: a network that learnt "a head is
+    excellent" scores heads above their labels on average.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    out = {}
+    for region in sorted(set(regions)):
+        mine = np.array([r == region for r in regions])
+        diff = scores[mine] - labels[mine]
+        entry = {"n": int(mine.sum()), "mean_abs_diff": round(float(np.mean(np.abs(diff))), 4),
+                 "worst_abs_diff": round(float(np.max(np.abs(diff))), 4),
+                 "mean_signed_diff": round(float(np.mean(diff)), 4)}
+        if mine.sum() >= 10 and np.ptp(labels[mine]) > 0:
+            entry["sum"] = quality_metrics(scores[mine], labels[mine])["sum"]
+        out[region] = entry
+    return out
+
+
 def agreement(reference_probs: np.ndarray, other_probs: np.ndarray) -> dict:
     """How far a second model (e.g. INT8) is from a reference (e.g. FP32) on the same slices."""
     ref_scores = expected_score(reference_probs)

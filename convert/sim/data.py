@@ -159,6 +159,15 @@ def evaluation_subset(items: list[LabelledSlice], count: int | None, seed: int =
     return [items[i] for i in keep]
 
 
+def regions_of(items: list[LabelledSlice], folder: str | Path) -> list[str] | None:
+    """The body region of each slice from the folder's ``simulation.json`` (None without one)."""
+    record = Path(folder) / "simulation.json"
+    if not record.exists():
+        return None
+    region = {r["file"]: r.get("region", "unknown") for r in json.loads(record.read_text())["slices"]}
+    return [region.get(item.path.name, "unknown") for item in items]
+
+
 def split_by_group(items: list[LabelledSlice], fractions=(0.8, 0.1, 0.1),
                    seed: int = 0) -> tuple[list, list, list]:
     """Train/validation/test lists, disjoint by group (phantom), reproducible for a seed."""

@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.sim.data import evaluation_subset, fuzzy_label, load_arrays, read_folder, split_by_group
-from convert.checks.evaluation import expected_score, quality_metrics
+from convert.sim.data import (evaluation_subset, fuzzy_label, load_arrays, read_folder, regions_of,
+                              split_by_group)
+from convert.checks.evaluation import agreement_by_region, expected_score, quality_metrics
 from convert.train.model import build_delta_iqa, load_weights_h5
 
 
@@ -132,6 +133,9 @@ def train(data: str | Path, out: str | Path, *, preset: str = "reference", seed:
         "test": quality_metrics(expected_score(test_probs), s_test),
         "history": history,
     }
+    regions = regions_of(test_items, data)
+    if regions is not None:
+        report["test_by_region"] = agreement_by_region(expected_score(test_probs), s_test, regions)
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     log(f"train: held-out test {report['test']}")
     return report
