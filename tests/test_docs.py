@@ -237,3 +237,12 @@ def test_mkdocs_build_strict(tmp_path):
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     for phrase in ("score_file", "score_series", "RefusedInput", "Yield the slices of one file"):
         assert phrase in api, f"API page lacks {phrase!r}: mkdocstrings did not render the docstrings"
+
+
+def test_refresh_tool_rewrites_shown_output_only():
+    from refresh_console_output import refresh
+
+    text = ("# t\n\n```console\n$ echo new\nold output\n$ echo kept-silent\n$ echo a; \\\n  echo b\n"
+            "stale\n$ echo short\n...\n```\n\n```bash\n$ echo untouched\nzz\n```\n")
+    assert refresh(text) == ("# t\n\n```console\n$ echo new\nnew\n$ echo kept-silent\n$ echo a; \\\n"
+                             "  echo b\na\nb\n$ echo short\n...\n```\n\n```bash\n$ echo untouched\nzz\n```\n")

@@ -1,0 +1,113 @@
+"""Rerun the guide's console examples and write their real output back (after a model change).
+
+Usage, from the repository root with the project's Python::
+
+    python tests/refresh_console_output.py [--write] [FILE.md ...]
+
+The same blocks and the same environment as ``tests/test_docs.py`` (every
+``console`` fence in README.md and docs/). Each command's stdout and stderr,
+in the order the command wrote them, replace the example output lines that
+follow it. Without ``--write`` it prints a unified diff and changes nothing,
+so a reviewer sees every changed figure; with it the files are rewritten.
+Commands shown without output, and output that the guide deliberately
+shortens (a ``...`` line), are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_docs import COMMAND_TIMEOUT_S, GUIDE_FILES, REPO, _FENCE  # noqa: E402
+
+
+def _run(command: str) -> str:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    done = subprocess.run(command, shell=True, executable=shutil.which("bash") or "/bin/sh", cwd=REPO,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=COMMAND_TIMEOUT_S)
+    return done.stdout.rstrip("\n")
+
+
+def refresh(text: str) -> str:
+    """``text`` with the output of every console command replaced by what it prints now."""
+    lines = text.splitlines()
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index])
+        out.append(lines[index])
+        index += 1
+        if opening is None:
+            continue
+        fence, indent = opening["fence"], opening["indent"]
+        body = []
+        while index < len(lines):
+            stripped = lines[index].strip()
+            if stripped.startswith(fence[0] * len(fence)) and set(stripped) == {fence[0]}:
+                break
+            body.append(lines[index])
+            index += 1
+        if opening["info"] != "console":
+            out.extend(body)
+            continue
+        position = 0
+        while position < len(body):
+            line = body[position]
+            if not line[len(indent):].startswith("$ "):
+                out.append(line)
+                position += 1
+                continue
+            command_lines = [line]
+            command = line[len(indent) + 2:]
+            position += 1
+            while command.endswith("\\") and position < len(body):
+                command = command[:-1] + "\n" + body[position][len(indent):]
+                command_lines.append(body[position])
+                position += 1
+            out.extend(command_lines)
+            shown = []
+            while position < len(body) and not body[position][len(indent):].startswith("$ "):
+                shown.append(body[position])
+                position += 1
+            if not shown or any(s.strip() == "..." for s in shown):
+                out.extend(shown)            # no output shown, or deliberately shortened: as written
+                continue
+            printed = _run(command.strip())
+            out.extend(indent + x if x else x for x in printed.splitlines())
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path, help="Markdown files (default: the whole guide)")
+    parser.add_argument("--write", action="store_true", help="rewrite the files instead of printing a diff")
+    args = parser.parse_args(argv)
+    for path in args.files or GUIDE_FILES:
+        path = path.resolve()
+        text = path.read_text(encoding="utf-8")
+        if "```console" not in text and "~~~console" not in text:
+            continue
+        new = refresh(text)
+        if new == text:
+            continue
+        name = path.relative_to(REPO).as_posix()
+        if args.write:
+            path.write_text(new, encoding="utf-8")
+            print(f"refreshed {name}")
+        else:
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                       f"a/{name}", f"b/{name}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
