@@ -6,11 +6,13 @@ Usage, from the repository root with the project's Python::
 
 The same blocks and the same environment as ``tests/test_docs.py`` (every
 ``console`` fence in README.md and docs/). Each command's stdout and stderr,
-in the order the command wrote them, replace the example output lines that
-follow it. Without ``--write`` it prints a unified diff and changes nothing,
+in the order the command wrote them to a terminal (a pseudo-terminal, so
+each command picks the format a reader sees), replace the example output
+lines that follow it. Without ``--write`` it prints a unified diff and changes nothing,
 so a reviewer sees every changed figure; with it the files are rewritten.
-Commands shown without output, and output that the guide deliberately
-shortens (a ``...`` line), are left alone.
+Commands shown without output are run but stay without output; an output the
+guide shortens with a ``...`` line keeps as many first and last lines as it
+shows, refreshed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,13 +31,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_docs import COMMAND_TIMEOUT_S, GUIDE_FILES, REPO, _FENCE  # noqa: E402
 
 
+_PROGRESS = re.compile(r"^read \d+/\d+ files$")
+
+
 def _run(command: str) -> str:
+    """What ``command`` shows at a terminal: stdout and stderr on one pseudo-terminal, so the
+    commands choose their terminal formats (a table, not JSON), as for a reader of the guide."""
+    import pty
+    import select
+
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    done = subprocess.run(command, shell=True, executable=shutil.which("bash") or "/bin/sh", cwd=REPO,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=COMMAND_TIMEOUT_S)
-    return done.stdout.rstrip("\n")
+    env.setdefault("COLUMNS", "200")
+    master, slave = pty.openpty()
+    process = subprocess.Popen(command, shell=True, executable=shutil.which("bash") or "/bin/sh", cwd=REPO,
+                               env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], COMMAND_TIMEOUT_S)
+        if not ready:
+            process.kill()
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:                     # the terminal closed: the command is done
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait()
+    os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    # A progress line rewrites itself with carriage returns: the terminal shows its last state,
+    # and the guide leaves `score`'s "read N/M files" out (it shows the result, not the progress).
+    shown = (line.split("\r")[-1].rstrip() for line in text.split("\n"))
+    return "\n".join(line for line in shown if not _PROGRESS.match(line)).rstrip("\n")
 
 
 def refresh(text: str) -> str:
@@ -56,8 +88,10 @@ def refresh(text: str) -> str:
                 break
             body.append(lines[index])
             index += 1
+        closing = lines[index:index + 1]      # the closing fence (none at the end of the text)
+        index += 1
         if opening["info"] != "console":
-            out.extend(body)
+            out.extend(body + closing)
             continue
         position = 0
         while position < len(body):
@@ -78,11 +112,16 @@ def refresh(text: str) -> str:
             while position < len(body) and not body[position][len(indent):].startswith("$ "):
                 shown.append(body[position])
                 position += 1
-            if not shown or any(s.strip() == "..." for s in shown):
-                out.extend(shown)            # no output shown, or deliberately shortened: as written
-                continue
-            printed = _run(command.strip())
-            out.extend(indent + x if x else x for x in printed.splitlines())
+            printed = [indent + x if x else x for x in _run(command.strip()).splitlines()]
+            # (always run: later commands may need its effects)
+            if not shown:
+                continue                     # shown without output: as written
+            cut = [k for k, s in enumerate(shown) if s.strip() == "..."]
+            if cut:                          # shortened: as many first and last lines as shown
+                head, tail = shown[:cut[0]], shown[cut[0] + 1:]
+                printed = printed[:len(head)] + [shown[cut[0]]] + (printed[-len(tail):] if tail else [])
+            out.extend(printed)
+        out.extend(closing)
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 

@@ -239,10 +239,14 @@ def test_mkdocs_build_strict(tmp_path):
         assert phrase in api, f"API page lacks {phrase!r}: mkdocstrings did not render the docstrings"
 
 
-def test_refresh_tool_rewrites_shown_output_only():
+def test_refresh_tool_rewrites_shown_output_only(tmp_path):
     from refresh_console_output import refresh
 
-    text = ("# t\n\n```console\n$ echo new\nold output\n$ echo kept-silent\n$ echo a; \\\n  echo b\n"
-            "stale\n$ echo short\n...\n```\n\n```bash\n$ echo untouched\nzz\n```\n")
-    assert refresh(text) == ("# t\n\n```console\n$ echo new\nnew\n$ echo kept-silent\n$ echo a; \\\n"
-                             "  echo b\na\nb\n$ echo short\n...\n```\n\n```bash\n$ echo untouched\nzz\n```\n")
+    f = tmp_path / "refresh-test.txt"
+    first = (f"```bash\n$ echo untouched\nzz\n```\n\n```console\n$ echo new > {f}\n"
+             f"$ cat {f}\nold output\n$ echo a; \\\n  echo b\nstale\n$ echo short\n...\n$ printf '1\\n2\\n3\\n4\\n'\nold1\n...\nold4\n```\n")
+    second = f"\n```console\n$ rm {f}\n$ echo 'x'\ny\n```\ntail\n"
+    assert refresh(first + second) == (
+        f"```bash\n$ echo untouched\nzz\n```\n\n```console\n$ echo new > {f}\n"
+        f"$ cat {f}\nnew\n$ echo a; \\\n  echo b\na\nb\n$ echo short\n...\n$ printf '1\\n2\\n3\\n4\\n'\n1\n...\n4\n```\n"
+        f"\n```console\n$ rm {f}\n$ echo 'x'\nx\n```\ntail\n")
