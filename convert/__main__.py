@@ -4,7 +4,7 @@
     python -m convert train DATA --out DIR [--preset reference|original]
     python -m convert export --weights W --output M.onnx
     python -m convert quantize --model M.onnx --calibration DIR --output M-int8.onnx
-    python -m convert all --out models/ [--sim-version 2] [--finetune-from W]
+    python -m convert all --out models/ [--sim-version 3] [--finetune-from W]
     python -m convert finetune --weights W --data DIR --output OUT
     python -m convert finetune --weights W --labels FILE --data DIR [DIR ...] --output OUT
     python -m convert adapt --data PATH [PATH ...] --output DIR [--models models/]
@@ -190,13 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", help="simulate -> train -> export -> quantize -> verify")
     p.add_argument("--out", default="models")
     p.add_argument("--work", default="data/build")
-    p.add_argument("--count", type=int, default=1200)
+    p.add_argument("--count", type=int, default=12800,
+                   help="simulated slices (default 12,800: the shipped models 0.3.0; 0.2.0 had 1,200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=("reference", "original"), default="reference")
     p.add_argument("--time-budget", type=float, default=None)
-    p.add_argument("--sim-version", type=int, choices=(1, 2, 3), default=2,
-                   help="simulator of the training data: 2 (default: textured, multi-region; the shipped "
-                        "models) or 1 (ellipse abdomens; the models shipped before issue 14)")
+    p.add_argument("--sim-version", type=int, choices=(1, 2, 3), default=3,
+                   help="simulator of the training data: 3 (default: the label independent of anatomy, "
+                        "padded fields of view; the shipped models 0.3.0), 2 (textured, multi-region; "
+                        "models 0.2.0) or 1 (ellipse abdomens; models 0.1.0)")
     p.add_argument("--finetune-from", default=None, metavar="W",
                    help="fine-tune these weights on the simulated data instead of training from scratch")
     p.add_argument("--workers", type=int, default=None, help="simulation processes (default: one per core)")

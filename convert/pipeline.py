@@ -16,11 +16,11 @@ INT8_NAME = "deltaiqa-int8.onnx"
 WEIGHTS_NAME = "deltaiqa.weights.h5"
 
 
-def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 1200, seed: int = 0,
-            preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 2,
+def run_all(out: str | Path, *, work: str | Path = "data/build", count: int = 12800, seed: int = 0,
+            preset: str = "reference", time_budget_s: float | None = None, sim_version: int = 3,
             finetune_from: str | Path | None = None, finetune_options: dict | None = None,
             workers: int | None = None, log=print) -> int:
-    """Simulate (v2 by default), train or fine-tune, export, quantize, check on real anatomy, card.
+    """Simulate (v3 by default), train or fine-tune, export, quantize, check on real anatomy, card.
 
     ``finetune_options`` go to :func:`finetune_command` (steps, patience, eval_every,
     max_eval, quantize_method ...); from scratch, ``max_eval`` and ``quantize_method``
