@@ -80,7 +80,7 @@ def test_copies_are_labelled_by_the_rule_on_their_measured_noise(site):
 
 @pytest.mark.build
 @pytest.mark.slow
-def test_adapt_on_public_ct_end_to_end_never_worse_on_an_unseen_patient(site, tmp_path):
+def test_adapt_on_public_ct_end_to_end_better_on_an_unseen_patient(site, tmp_path):
     before_models = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in MODELS.iterdir()}
     out = tmp_path / "adapted"
     status = main(["adapt", "--data", str(site), "--output", str(out), "--models", str(MODELS),
@@ -101,11 +101,14 @@ def test_adapt_on_public_ct_end_to_end_never_worse_on_an_unseen_patient(site, tm
         card = json.loads((out / "model-card.json").read_text())
         assert card["fp32"]["adaptation"]["usable_slices"] == 4
     # Early stopping keeps the starting weights unless a step agrees better with the rule on the
-    # validation patient, a patient the weights never trained on: never worse there. Whether it is
-    # better depends on the four public patients (the padded head 693_UNCR gains nothing from
-    # unpadded ones), so improvement is recorded in metrics.json, not asserted.
+    # validation patient, a patient the weights never trained on: never worse there.
     assert metrics["validation"]["mae"] <= metrics["before"]["validation"]["mae"]
     before, after = adaptation["held_out_agreement_before"], adaptation["held_out_agreement_after"]
     assert set(before) == {"fp32", "int8"} and set(after) == ({"fp32", "int8"} if status == 0 else {"fp32"})
     assert before["fp32"].keys() == after["fp32"].keys()
+    # And better on the held-out patient, whom neither training nor early stopping saw (models
+    # 0.3.0 on the Zen 4 build machine: mean |score - rule| 0.239 before, 0.123 after). Models
+    # 0.2.0 gained nothing here: they read a padded head's noise from its corners.
+    for region, entry in after["fp32"].items():
+        assert entry["mean_abs_diff"] < before["fp32"][region]["mean_abs_diff"], region
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in MODELS.iterdir()} == before_models
