@@ -105,7 +105,9 @@ def add_training_domain(card: dict, simulation_json: str | Path | dict) -> dict:
 # data: 0.1.0 on v1 (ellipse abdomens), 0.2.0 on v2 (textured, five body regions),
 # 0.3.0 on v3 (the label drawn independently of anatomy, padded fields of view).
 MODEL_VERSIONS = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}
-MODEL_VERSION = MODEL_VERSIONS[2]
+# The shipped models' version: what weights exported from other data (a site's
+# fine-tuned or adapted weights, which start from the shipped ones) carry.
+MODEL_VERSION = MODEL_VERSIONS[3]
 
 
 def model_version(training_data: str | Path | None) -> str:
