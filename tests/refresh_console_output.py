@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_docs import COMMAND_TIMEOUT_S, GUIDE_FILES, REPO, _FENCE  # noqa: E402
+from test_docs import COMMAND_TIMEOUT_S, GUIDE_FILES, REPO, extract_console_blocks  # noqa: E402
 
 
 _PROGRESS = re.compile(r"^read \d+/\d+ files$")
@@ -63,6 +63,7 @@ def _run(command: str) -> str:
     process.wait()
     os.close(master)
     text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    text = text.replace(f"{REPO}{os.sep}", "")   # paths as a reader's checkout prints them
     # A progress line rewrites itself with carriage returns: the terminal shows its last state,
     # and the guide leaves `score`'s "read N/M files" out (it shows the result, not the progress).
     shown = (line.split("\r")[-1].rstrip() for line in text.split("\n"))
@@ -72,56 +73,28 @@ def _run(command: str) -> str:
 def refresh(text: str) -> str:
     """``text`` with the output of every console command replaced by what it prints now."""
     lines = text.splitlines()
-    out: list[str] = []
-    index = 0
-    while index < len(lines):
-        opening = _FENCE.match(lines[index])
-        out.append(lines[index])
-        index += 1
-        if opening is None:
-            continue
-        fence, indent = opening["fence"], opening["indent"]
-        body = []
-        while index < len(lines):
-            stripped = lines[index].strip()
-            if stripped.startswith(fence[0] * len(fence)) and set(stripped) == {fence[0]}:
-                break
-            body.append(lines[index])
-            index += 1
-        closing = lines[index:index + 1]      # the closing fence (none at the end of the text)
-        index += 1
-        if opening["info"] != "console":
-            out.extend(body + closing)
-            continue
-        position = 0
-        while position < len(body):
-            line = body[position]
-            if not line[len(indent):].startswith("$ "):
-                out.append(line)
-                position += 1
-                continue
-            command_lines = [line]
-            command = line[len(indent) + 2:]
-            position += 1
-            while command.endswith("\\") and position < len(body):
-                command = command[:-1] + "\n" + body[position][len(indent):]
-                command_lines.append(body[position])
-                position += 1
-            out.extend(command_lines)
-            shown = []
-            while position < len(body) and not body[position][len(indent):].startswith("$ "):
-                shown.append(body[position])
-                position += 1
-            printed = [indent + x if x else x for x in _run(command.strip()).splitlines()]
+    replaced: dict[int, list[str]] = {}       # first output line (0-based) -> its new lines
+    dropped: set[int] = set()
+    for block in extract_console_blocks(text, "refresh"):
+        for command in block.commands:
+            printed = [command.indent + x if x else x for x in _run(command.line).splitlines()]
             # (always run: later commands may need its effects)
-            if not shown:
+            if not command.output:
                 continue                     # shown without output: as written
-            cut = [k for k, s in enumerate(shown) if s.strip() == "..."]
+            shown = [lines[n - 1] for n in command.output]
+            cut = [k for k, line in enumerate(shown) if line.strip() == "..."]
             if cut:                          # shortened: as many first and last lines as shown
                 head, tail = shown[:cut[0]], shown[cut[0] + 1:]
                 printed = printed[:len(head)] + [shown[cut[0]]] + (printed[-len(tail):] if tail else [])
-            out.extend(printed)
-        out.extend(closing)
+            first = command.output[0] - 1
+            replaced[first] = printed
+            dropped.update(n - 1 for n in command.output)
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        if index in replaced:
+            out.extend(replaced[index])
+        elif index not in dropped:
+            out.append(line)
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 

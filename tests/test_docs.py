@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,10 @@ class Command:
     source: str          # "docs/scoring.md:42", the line of the command
     line: str            # the command as bash gets it
     expected_status: int
+    # 1-based numbers of the example output lines after it (what tests/refresh_console_output.py
+    # rewrites), and the indentation the block's lines share
+    output: tuple[int, ...] = field(default=(), compare=False)
+    indent: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def extract_console_blocks(text: str, name: str) -> list[ConsoleBlock]:
             # Content lines lose at most the fence's own indentation.
             raw = lines[index]
             cut = min(indent, len(raw) - len(raw.lstrip(" \t")))
-            body.append((index + 1, raw[cut:]))
+            body.append((index + 1, raw[cut:], raw[:cut]))
             index += 1
         index += 1  # past the closing fence (or the end of the text)
         if opening["info"] != "console":
@@ -83,7 +87,7 @@ def extract_console_blocks(text: str, name: str) -> list[ConsoleBlock]:
         commands: list[Command] = []
         position = 0
         while position < len(body):
-            number, content = body[position]
+            number, content, prefix = body[position]
             position += 1
             if not content.startswith("$ "):
                 continue
@@ -91,9 +95,13 @@ def extract_console_blocks(text: str, name: str) -> list[ConsoleBlock]:
             while command.endswith("\\") and position < len(body):
                 command = command[:-1] + "\n" + body[position][1]
                 position += 1
+            output = []
+            while position < len(body) and not body[position][1].startswith("$ "):
+                output.append(body[position][0])
+                position += 1
             status = _EXIT.search(command)
             commands.append(Command(f"{name}:{number}", command.strip(),
-                                    int(status["status"]) if status else 0))
+                                    int(status["status"]) if status else 0, tuple(output), prefix))
         blocks.append(ConsoleBlock(f"{name}:{start + 1}", tuple(commands)))
     return blocks
 
